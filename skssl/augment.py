@@ -1,0 +1,291 @@
+"""Batched image augmentations with per-sample random parameters.
+
+Every op takes a float tensor ``x`` of shape (B, C, H, W) with values in [0, 1]
+and a ``torch.Generator`` on ``x.device``; all randomness comes from that
+generator (never from the global RNG) and nothing loops over samples in Python.
+Half/bfloat16 inputs are processed in float32 and cast back.
+"""
+import functools
+import math
+from dataclasses import dataclass, fields
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = ["Augment", "crop_flip_affine_matrices", "random_resized_crop", "random_flip",
+           "random_affine", "color_jitter", "random_grayscale", "gaussian_blur", "gaussian_noise"]
+
+_LUMA = (0.299, 0.587, 0.114)  # ITU-R 601
+
+
+def _upcast(fn):
+    # grid_sample / conv have patchy low-precision CPU kernels; doing the maths in
+    # float32 also avoids banding from repeated bf16 rounding.
+    @functools.wraps(fn)
+    def wrapper(x, *args, **kwargs):
+        if x.dtype in (torch.float16, torch.bfloat16):
+            return fn(x.float(), *args, **kwargs).to(x.dtype)
+        return fn(x, *args, **kwargs)
+    return wrapper
+
+
+def _rand(x, generator, *shape):
+    return torch.rand(*shape, generator=generator, device=x.device, dtype=x.dtype)
+
+
+def _pair(size):
+    return (size, size) if isinstance(size, int) else tuple(size)
+
+
+def _col(t):  # (B,) -> (B, 1, 1, 1) for per-sample broadcasting
+    return t[:, None, None, None]
+
+
+def crop_flip_affine_matrices(batch_size, generator, height, width, *, scale=None,
+                              ratio=(3 / 4, 4 / 3), flip_p=0.0, degrees=0.0, translate=0.0,
+                              out_size=None, dtype=torch.float32):
+    """Per-sample ``F.affine_grid`` matrices fusing crop, flip, rotation and translation.
+
+    Parameters
+    ----------
+    batch_size, height, width : int
+        Batch size and input image size.
+    generator : torch.Generator
+        Source of randomness; the matrices are created on its device.
+    scale, ratio : tuple of float
+        Random resized crop: area fraction and (log-uniform) aspect ratio, as in
+        torchvision. ``scale=None`` keeps the full image.
+    flip_p, degrees, translate : float
+        Horizontal-flip probability, rotation range (+-degrees) and shift range
+        (+-translate times the output size, per axis).
+    out_size : int or tuple of int, optional
+        Output size (defaults to the input size); sets the pixel aspect of the rotation.
+
+    Returns
+    -------
+    theta : Tensor (batch_size, 2, 3)
+        Output-to-input maps in normalised coordinates (``align_corners=False``).
+    """
+    H2, W2 = _pair(out_size) if out_size is not None else (height, width)
+    u = torch.rand(batch_size, 8, generator=generator, device=generator.device, dtype=dtype)
+    w = h = torch.ones_like(u[:, 0])
+    cx = cy = torch.zeros_like(w)
+    if scale is not None:
+        area = scale[0] + (scale[1] - scale[0]) * u[:, 0]
+        lo, hi = math.log(ratio[0]), math.log(ratio[1])
+        r = torch.exp(lo + (hi - lo) * u[:, 1])
+        # Half-extents in normalised coords == crop side / image side; clamping instead of
+        # torchvision's rejection loop keeps it vectorised (only extreme boxes differ).
+        w = torch.sqrt(area * r * (height / width)).clamp(max=1.0)
+        h = torch.sqrt(area / r * (width / height)).clamp(max=1.0)
+        cx = (1 - w) * (2 * u[:, 2] - 1)
+        cy = (1 - h) * (2 * u[:, 3] - 1)
+    f = 1 - 2 * (u[:, 4] < flip_p).to(dtype)
+    a = math.radians(degrees) * (2 * u[:, 5] - 1)
+    cos, sin = torch.cos(a), torch.sin(a)
+    tx, ty = 2 * translate * (2 * u[:, 6] - 1), 2 * translate * (2 * u[:, 7] - 1)
+    # theta = S @ R @ Flip with S = diag(w, h); R rotates in output *pixel* units so
+    # non-square outputs are not sheared.
+    row0 = torch.stack([w * cos * f, -w * sin * (H2 / W2), cx + w * tx], -1)
+    row1 = torch.stack([h * sin * f * (W2 / H2), h * cos, cy + h * ty], -1)
+    return torch.stack([row0, row1], 1)
+
+
+def _warp(x, theta, out_size=None, inside=False):
+    H2, W2 = _pair(out_size) if out_size is not None else x.shape[-2:]
+    # Same grid as F.affine_grid(align_corners=False), but by broadcasting: affine_grid's
+    # bmm with inner size 3 is ~3x slower on CPU.
+    xs = (torch.arange(W2, device=x.device, dtype=x.dtype) * 2 + 1) / W2 - 1
+    ys = (torch.arange(H2, device=x.device, dtype=x.dtype) * 2 + 1) / H2 - 1
+    t = theta.to(x.dtype)[:, :, None, None, :]
+    grid = (t[..., 0] * xs + t[..., 1] * ys[:, None] + t[..., 2]).permute(0, 2, 3, 1)
+    # Rotation/translation sample outside the image: "reflection" avoids black corners (an
+    # easy shortcut cue for SSL losses that also skews colour statistics). Crops stay
+    # inside, where "border" gives the same values and is ~1.5x faster.
+    pad = "border" if inside else "reflection"
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode=pad, align_corners=False)
+
+
+@_upcast
+def random_resized_crop(x, generator, scale=(0.2, 1.0), ratio=(3 / 4, 4 / 3), size=None):
+    """Random crop (area fraction in `scale`, aspect in `ratio`) resized to `size`.
+
+    Semantics of ``torchvision.transforms.RandomResizedCrop``, except that an infeasible
+    box is clamped to the image instead of re-drawn. `size` (int or (h, w)) defaults to (H, W).
+    """
+    B, _, H, W = x.shape
+    theta = crop_flip_affine_matrices(B, generator, H, W, scale=scale, ratio=ratio,
+                                      out_size=size, dtype=x.dtype)
+    return _warp(x, theta, size, inside=True)
+
+
+def random_flip(x, generator, p=0.5):
+    """Flip each sample horizontally with probability `p` (exact, no resampling)."""
+    mask = _rand(x, generator, x.shape[0]) < p
+    return torch.where(_col(mask), x.flip(-1), x)
+
+
+@_upcast
+def random_affine(x, generator, degrees=0.0, translate=0.0):
+    """Rotate by U(-degrees, degrees) and shift by U(-translate, translate) x size, per sample."""
+    if degrees == 0 and translate == 0:
+        return x
+    B, _, H, W = x.shape
+    theta = crop_flip_affine_matrices(B, generator, H, W, degrees=degrees,
+                                      translate=translate, dtype=x.dtype)
+    return _warp(x, theta)
+
+
+def _gray(x):
+    """Luma for RGB, channel mean otherwise; shape (B, 1, H, W)."""
+    if x.shape[1] != 3:
+        return x.mean(1, keepdim=True)
+    return torch.einsum("bchw,c->bhw", x, x.new_tensor(_LUMA)).unsqueeze(1)
+
+
+def _color(x, generator, brightness, contrast, saturation, p, gray_p=0.0):
+    rgb = x.shape[1] == 3
+    saturation, gray_p = (saturation, gray_p) if rgb else (0.0, 0.0)
+    if (p <= 0 or brightness == contrast == saturation == 0) and gray_p <= 0:
+        return x
+    u = _rand(x, generator, x.shape[0], 5)
+    on = (u[:, 0] < p).to(x.dtype)
+    b, c, s = (1 + on * f * (2 * u[:, i] - 1)
+               for i, f in enumerate((brightness, contrast, saturation), 1))
+    s = torch.where(u[:, 4] < gray_p, 0.0, s)  # grayscale == saturation factor 0
+    # brightness -> contrast -> saturation composes to alpha*x + beta*gray(x) + gamma
+    # per sample (gray is linear and luma weights sum to 1), i.e. ~3 passes over the batch
+    # instead of ~12. Unlike torchvision we clamp once at the end, not after every op.
+    g = _gray(x)
+    m = g.mean((1, 2, 3))
+    alpha, beta, gamma = s * c * b, (1 - s) * c * b, (1 - c) * b * m
+    return torch.addcmul(g * _col(beta) + _col(gamma), x, _col(alpha)).clamp_(0, 1)
+
+
+@_upcast
+def color_jitter(x, generator, brightness=0.4, contrast=0.4, saturation=0.4, p=0.8):
+    """Brightness, contrast, saturation jitter (in that order) with probability `p` per sample.
+
+    Each factor is uniform in [1 - s, 1 + s]. Brightness multiplies, contrast blends with
+    the per-sample mean luma, saturation with the luma image (C == 3 only; for other C
+    "luma" is the channel mean). The result is clamped to [0, 1].
+    """
+    return _color(x, generator, brightness, contrast, saturation, p)
+
+
+def random_grayscale(x, generator, p=0.2):
+    """Replace each 3-channel sample by its luma (repeated) with probability `p`."""
+    if x.shape[1] != 3 or p <= 0:
+        return x
+    mask = _rand(x, generator, x.shape[0]) < p
+    return torch.where(_col(mask), _gray(x).expand_as(x), x)
+
+
+@_upcast
+def gaussian_blur(x, generator, sigma=(0.1, 2.0), p=0.5, kernel_size=None):
+    """Separable Gaussian blur with per-sample sigma ~ U(sigma), applied with probability `p`.
+
+    `kernel_size` (made odd) defaults to ~10% of min(H, W), at least 3 (as in SimCLR);
+    borders are reflect-padded so constant images stay constant.
+    """
+    B, C, H, W = x.shape
+    k = kernel_size or max(3, round(0.1 * min(H, W)))
+    k = min(k // 2 * 2 + 1, 2 * min(H, W) - 1)  # odd; reflect padding needs pad < side
+    if p <= 0 or k < 3:
+        return x
+    u = _rand(x, generator, B, 2)
+    s = sigma[0] + (sigma[1] - sigma[0]) * u[:, 1:]
+    d = torch.arange(k, device=x.device, dtype=x.dtype) - k // 2
+    kern = torch.exp(-d ** 2 / (2 * s ** 2))
+    kern = kern / kern.sum(1, keepdim=True)
+    # Unselected samples get a delta kernel (exact identity) so the whole batch is one conv.
+    kern = torch.where((u[:, :1] < p), kern, (d == 0).to(x.dtype))
+    kern = kern.repeat_interleave(C, 0)[:, None]  # (B*C, 1, k)
+    # Separable depthwise conv, padding each axis just before its pass (~2x cheaper).
+    y = F.pad(x.reshape(1, B * C, H, W), [0, 0, k // 2, k // 2], mode="reflect")
+    y = F.conv2d(y, kern[..., None], groups=B * C)
+    y = F.pad(y, [k // 2, k // 2, 0, 0], mode="reflect")
+    return F.conv2d(y, kern[:, :, None], groups=B * C).reshape(B, C, H, W)
+
+
+def gaussian_noise(x, generator, std=0.05, p=0.5):
+    """Add N(0, std^2) noise to each sample with probability `p`; clamped to [0, 1]."""
+    if std <= 0 or p <= 0:
+        return x
+    on = (_rand(x, generator, x.shape[0]) < p).to(x.dtype)
+    noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    return (x + noise * _col(std * on)).clamp_(0, 1)
+
+
+@dataclass(frozen=True)
+class Augment:
+    """Immutable augmentation pipeline: geometry (one fused warp), colour, blur, noise.
+
+    Fields mirror the keyword arguments of the module's functions; ``crop_scale=None``
+    disables the random resized crop. Calling it is deterministic given the generator state.
+    """
+    crop_scale: tuple = (0.2, 1.0)
+    crop_ratio: tuple = (3 / 4, 4 / 3)
+    flip_p: float = 0.5
+    degrees: float = 0.0
+    translate: float = 0.0
+    brightness: float = 0.4
+    contrast: float = 0.4
+    saturation: float = 0.4
+    jitter_p: float = 0.8
+    grayscale_p: float = 0.2
+    blur_p: float = 0.0
+    blur_sigma: tuple = (0.1, 2.0)
+    noise_std: float = 0.0
+    noise_p: float = 0.5
+
+    def __post_init__(self):
+        # Lists would make the instance unhashable; normalise to tuples of floats.
+        for name in ("crop_scale", "crop_ratio", "blur_sigma"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, tuple(float(t) for t in getattr(self, name)))
+        for name in ("flip_p", "jitter_p", "grayscale_p", "blur_p", "noise_p",
+                     "brightness", "contrast", "saturation"):  # factors 1 +- s must stay >= 0
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"Augment.{name} must be in [0, 1], got {getattr(self, name)!r}")
+        if self.degrees < 0 or self.translate < 0 or self.noise_std < 0:
+            raise ValueError("Augment.degrees, translate and noise_std must be >= 0")
+
+    def __repr__(self):
+        # Only non-default fields, so estimator reprs stay short; still eval()-able.
+        changed = (f"{f.name}={getattr(self, f.name)!r}" for f in fields(self)
+                   if getattr(self, f.name) != f.default)
+        return f"{type(self).__name__}({', '.join(changed)})"
+
+    def __call__(self, x: Tensor, generator: torch.Generator) -> Tensor:
+        """Augment a batch (B, C, H, W); returns `x` itself when every op is disabled."""
+        if x.dtype in (torch.float16, torch.bfloat16) and self != Augment.none():
+            return self(x.float(), generator).to(x.dtype)
+        B, _, H, W = x.shape
+        if self.crop_scale is not None or self.flip_p > 0 or self.degrees or self.translate:
+            theta = crop_flip_affine_matrices(
+                B, generator, H, W, scale=self.crop_scale, ratio=self.crop_ratio,
+                flip_p=self.flip_p, degrees=self.degrees, translate=self.translate, dtype=x.dtype)
+            x = _warp(x, theta, inside=not (self.degrees or self.translate))
+        # Grayscale is fused into the colour map (saturation 0), after jitter as in SimCLR.
+        x = _color(x, generator, self.brightness, self.contrast, self.saturation,
+                   self.jitter_p, self.grayscale_p)
+        if self.blur_p > 0:
+            x = gaussian_blur(x, generator, self.blur_sigma, self.blur_p)
+        return gaussian_noise(x, generator, self.noise_std, self.noise_p)
+
+    @classmethod
+    def simclr(cls, image_size: int, channels: int) -> "Augment":
+        """SimCLR recipe adapted to the image: no saturation/grayscale unless RGB,
+        blur only for images of at least 32 px."""
+        rgb = channels == 3
+        return cls(crop_scale=(0.2, 1.0), flip_p=0.5, brightness=0.4, contrast=0.4,
+                   saturation=0.4 if rgb else 0.0, jitter_p=0.8,
+                   grayscale_p=0.2 if rgb else 0.0, blur_p=0.5 if image_size >= 32 else 0.0)
+
+    @classmethod
+    def none(cls) -> "Augment":
+        """The identity pipeline."""
+        return cls(crop_scale=None, flip_p=0.0, brightness=0.0, contrast=0.0, saturation=0.0,
+                   jitter_p=0.0, grayscale_p=0.0, blur_p=0.0, noise_std=0.0, noise_p=0.0)

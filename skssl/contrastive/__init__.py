@@ -1,0 +1,3 @@
+from .simclr import SimCLR
+
+__all__ = ["SimCLR"]

@@ -1,0 +1,66 @@
+"""SimCLR: two augmented views, projection head, NT-Xent."""
+
+from numbers import Integral, Real
+
+import torch
+from sklearn.utils._param_validation import Interval
+
+from ..augment import Augment
+from ..base import BaseSSL
+from ..heads import mlp
+from ..losses import nt_xent
+
+
+class SimCLR(BaseSSL):
+    """A simple framework for contrastive learning of visual representations.
+
+    Follows Chen, Kornblith, Norouzi & Hinton (ICML 2020): two random
+    augmentations of each image pass through the backbone and a two-layer
+    projection head; the NT-Xent loss pulls the pair together and pushes the
+    other ``2n - 2`` images of the batch away. ``transform`` returns backbone
+    features (before the projection head), as the paper evaluates.
+
+    Parameters
+    ----------
+    temperature : float, default=0.5
+        Softmax temperature of NT-Xent.
+    projection_dim : int, default=128
+        Output width of the projection head.
+    augment : skssl.augment.Augment or None, default=None
+        ``None`` uses the paper's recipe scaled to the image size
+        (:meth:`skssl.augment.Augment.simclr`).
+    {common_parameters}
+
+    Attributes
+    ----------
+    {common_attributes}
+
+    Examples
+    --------
+    >>> from skssl import SimCLR
+    >>> from skssl.datasets import load_digits_images
+    >>> X, y = load_digits_images(return_X_y=True)
+    >>> Z = SimCLR(max_epochs=2, random_state=0).fit_transform(X[:200])
+    >>> Z.shape
+    (200, 128)
+    """
+
+    _params = {"temperature": 0.5, "projection_dim": 128, "augment": None, "max_epochs": 30}
+    _parameter_constraints = {
+        **BaseSSL._parameter_constraints,
+        "temperature": [Interval(Real, 0, None, closed="neither")],
+        "projection_dim": [Interval(Integral, 1, None, closed="left")],
+        "augment": [Augment, None],
+    }
+
+    def _default_augment(self, image_size, channels):
+        return Augment.simclr(min(image_size), channels)
+
+    def _build_heads(self, feature_dim):
+        return {"projector": mlp(feature_dim, feature_dim, self.projection_dim)}
+
+    def _loss(self, x):
+        # Both views in one forward pass: BatchNorm sees the whole 2n batch.
+        views = torch.cat([self._augment(x), self._augment(x)])
+        z1, z2 = self.networks_["projector"](self._encode(views)).chunk(2)
+        return nt_xent(z1, z2, self.temperature)

@@ -1,0 +1,244 @@
+"""Frozen-embedding evaluation: linear probe, cosine kNN, few-label protocol, diagnostics.
+
+Every scorer takes ``estimator_or_embeddings`` first: a fitted transformer (embeddings are
+``estimator.transform(X)``), ``None`` (raw inputs flattened to (n, -1), the pixel baseline),
+or a 2-D array of precomputed embeddings (``X`` may then be None). With precomputed
+embeddings, ``X_test`` must be the precomputed test embeddings.
+"""
+from numbers import Integral
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+__all__ = ["linear_probe_score", "knn_score", "few_label_score", "embedding_diagnostics"]
+
+
+def _embed(est, X, y, what="X"):
+    if est is None or hasattr(est, "transform"):
+        if X is None:
+            raise ValueError(f"{what} is required unless precomputed embeddings are passed")
+        Z = np.asarray(est.transform(X) if est is not None else np.asarray(X).reshape(len(X), -1))
+    else:
+        Z = np.asarray(est)
+    if Z.ndim != 2:
+        raise ValueError(f"embeddings must be 2-D (n_samples, n_features), got shape {Z.shape}")
+    if X is not None and len(X) != len(Z):
+        raise ValueError(f"embeddings have {len(Z)} rows but {what} has {len(X)} samples")
+    Z = Z.astype(np.float64) if not np.issubdtype(Z.dtype, np.floating) else Z
+    if not np.all(np.isfinite(Z)):
+        raise ValueError("embeddings contain NaN" if np.isnan(Z).any() else "embeddings contain inf")
+    y = np.asarray(y)
+    if y.ndim != 1 or len(y) != len(Z):
+        raise ValueError(f"y{what[1:]} must be 1-D with {len(Z)} labels, got shape {y.shape}")
+    return Z, y
+
+
+def _linear_probe(C=1.0, max_iter=2000):
+    return make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=max_iter))
+
+
+def _knn_predict(Z_train, y_train, Z_test, n_neighbors, temperature, chunk_elems=2**24):
+    if temperature <= 0 or n_neighbors < 1:
+        raise ValueError(f"need temperature > 0 and n_neighbors >= 1, got {temperature}, {n_neighbors}")
+    classes, y_idx = np.unique(y_train, return_inverse=True)
+    # float32 halves the matmul cost (60k x 10k); cosine precision is ample for ranking
+    A, B = ((Z / np.maximum(np.linalg.norm(Z, axis=1, keepdims=True), 1e-12)).astype(np.float32, copy=False)
+            for Z in (Z_train, Z_test))
+    k = min(int(n_neighbors), len(A))
+    step = max(1, chunk_elems // len(A))  # bounds the (step, n_train) similarity block in memory
+    pred = np.empty(len(B), dtype=np.intp)
+    for s in range(0, len(B), step):
+        sim = B[s:s + step] @ A.T
+        idx = np.argpartition(sim, -k, axis=1)[:, -k:]
+        top = np.take_along_axis(sim, idx, axis=1)
+        # Wu et al. 2018: vote weight exp(sim / T); the row max is subtracted only for overflow safety
+        w = np.exp((top - top.max(axis=1, keepdims=True)) / temperature)
+        votes = np.zeros((len(top), len(classes)))
+        np.add.at(votes, (np.arange(len(top))[:, None], y_idx[idx]), w)
+        pred[s:s + step] = votes.argmax(axis=1)
+    return classes[pred]
+
+
+def _score(fit_predict, est, X, y, X_test, y_test, cv, random_state):
+    """Test-set accuracy if X_test/y_test are given, else mean stratified k-fold accuracy."""
+    Z, y = _embed(est, X, y)
+    if (X_test is None) != (y_test is None):
+        raise ValueError("X_test and y_test must be given together")
+    if X_test is not None:
+        Zt, y_test = _embed(est if hasattr(est, "transform") else None, X_test, y_test, "X_test")
+        if Zt.shape[1] != Z.shape[1]:
+            raise ValueError(f"test embeddings have {Zt.shape[1]} features, train have {Z.shape[1]}")
+        return float(np.mean(fit_predict(Z, y, Zt) == y_test))
+    folds = StratifiedKFold(n_splits=cv, shuffle=True, random_state=random_state).split(Z, y)
+    return float(np.mean([np.mean(fit_predict(Z[tr], y[tr], Z[te]) == y[te]) for tr, te in folds]))
+
+
+def linear_probe_score(estimator_or_embeddings, X, y, *, X_test=None, y_test=None, cv=5,
+                       C=1.0, max_iter=2000, random_state=0):
+    """Accuracy of a linear probe (StandardScaler + LogisticRegression) on frozen embeddings.
+
+    Parameters
+    ----------
+    estimator_or_embeddings : fitted transformer, None, or array of shape (n_samples, n_features)
+        See the module docstring.
+    X : array-like or None
+    y : array-like of shape (n_samples,)
+    X_test, y_test : array-like, optional
+        If given, fit on (X, y) and return test accuracy; else mean accuracy over
+        ``cv`` shuffled StratifiedKFold folds seeded by ``random_state``.
+    C, max_iter : float, int
+        LogisticRegression parameters.
+
+    Returns
+    -------
+    score : float
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> X, y = load_digits(return_X_y=True)
+    >>> linear_probe_score(None, X, y) > 0.9
+    True
+    """
+    def fit_predict(Z, yz, Zt):
+        return _linear_probe(C, max_iter).fit(Z, yz).predict(Zt)
+
+    return _score(fit_predict, estimator_or_embeddings, X, y, X_test, y_test, cv, random_state)
+
+
+def knn_score(estimator_or_embeddings, X, y, *, X_test=None, y_test=None, n_neighbors=20,
+              temperature=0.07, cv=5, random_state=0):
+    """Accuracy of the cosine-weighted kNN classifier of Wu et al. (2018).
+
+    Each of the ``n_neighbors`` most cosine-similar training points votes for its class
+    with weight ``exp(sim / temperature)``; chunked matrix products keep 60k x 10k fast.
+
+    Parameters
+    ----------
+    estimator_or_embeddings, X, y, X_test, y_test, cv, random_state
+        As in :func:`linear_probe_score`.
+    n_neighbors : int, default=20
+        Number of neighbours (clipped to the training-set size).
+    temperature : float, default=0.07
+        Softness of the vote weights; large values approach an unweighted vote.
+
+    Returns
+    -------
+    score : float
+
+    Examples
+    --------
+    >>> Z = np.array([[1.0, 0.1], [1.0, -0.1], [-1.0, 0.1], [-1.0, -0.1]])
+    >>> knn_score(Z, None, [0, 0, 1, 1], X_test=[[2.0, 0.0]], y_test=[0], n_neighbors=2)
+    1.0
+    """
+    def fit_predict(Z, yz, Zt):
+        return _knn_predict(Z, yz, Zt, n_neighbors, temperature)
+
+    return _score(fit_predict, estimator_or_embeddings, X, y, X_test, y_test, cv, random_state)
+
+
+def few_label_score(estimator_or_embeddings, X, y, n_per_class=10, n_repeats=5, *,
+                    probe="linear", random_state=0, return_std=False):
+    """Few-label protocol: train a probe on ``n_per_class`` labels per class, test on the rest.
+
+    Each repeat draws a stratified labelled subset and tests on all remaining samples.
+    Embeddings are computed once. Each ``n`` reseeds with ``random_state``, so a dict value
+    equals the scalar call with that ``n``.
+
+    Parameters
+    ----------
+    estimator_or_embeddings, X, y
+        As in :func:`linear_probe_score`.
+    n_per_class : int or sequence of int, default=10
+    n_repeats : int, default=5
+    probe : {"linear", "knn"}, default="linear"
+        StandardScaler + LogisticRegression(max_iter=2000), or cosine kNN with
+        ``n_neighbors=min(20, n_labelled)``.
+    random_state : int or None, default=0
+    return_std : bool, default=False
+        Return ``(mean, std)`` over repeats instead of the mean.
+
+    Returns
+    -------
+    score : float, tuple or dict
+        Mean accuracy (or ``(mean, std)``); a dict ``{n: score}`` if ``n_per_class`` is a sequence.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> X, y = load_digits(return_X_y=True)
+    >>> sorted(few_label_score(None, X, y, [1, 10], n_repeats=2))
+    [1, 10]
+    """
+    if probe not in ("linear", "knn"):
+        raise ValueError(f"probe must be 'linear' or 'knn', got {probe!r}")
+    if not isinstance(n_repeats, Integral) or n_repeats < 1:
+        raise ValueError(f"n_repeats must be a positive int, got {n_repeats!r}")
+    ns = [n_per_class] if isinstance(n_per_class, Integral) else list(n_per_class)
+    if not ns or not all(isinstance(n, Integral) and n >= 1 for n in ns):
+        raise ValueError(f"n_per_class must be a positive int or a sequence of them, got {n_per_class!r}")
+    Z, y = _embed(estimator_or_embeddings, X, y)
+    classes, counts = np.unique(y, return_counts=True)
+    members = [np.flatnonzero(y == c) for c in classes]
+    out = {}
+    for n in ns:
+        if counts.min() < n:
+            c = classes[counts.argmin()]
+            raise ValueError(f"n_per_class={n} but class {c} has only {counts.min()} samples")
+        if n * len(classes) >= len(y):
+            raise ValueError(f"n_per_class={n} leaves no samples to test on")
+        rng = np.random.default_rng(random_state)
+        accs = []
+        for _ in range(n_repeats):
+            train = np.concatenate([rng.choice(m, n, replace=False) for m in members])
+            test = np.isin(np.arange(len(y)), train, invert=True)
+            if probe == "linear":
+                pred = _linear_probe().fit(Z[train], y[train]).predict(Z[test])
+            else:
+                pred = _knn_predict(Z[train], y[train], Z[test], min(20, len(train)), 0.07)
+            accs.append(np.mean(pred == y[test]))
+        out[int(n)] = (float(np.mean(accs)), float(np.std(accs))) if return_std else float(np.mean(accs))
+    return out[int(n_per_class)] if isinstance(n_per_class, Integral) else out
+
+
+def embedding_diagnostics(Z):
+    """Collapse diagnostics of an embedding matrix.
+
+    Parameters
+    ----------
+    Z : array-like of shape (n_samples, n_features)
+
+    Returns
+    -------
+    diagnostics : dict
+        ``std_normalized``: mean over dims of the std of the L2-normalised rows (~0 when
+        collapsed, ~1/sqrt(d) when healthy); ``effective_rank``: exp of the entropy of the
+        normalised singular values of (uncentred) Z, Roy & Vetterli (2007), in [1, d] (0 for
+        an all-zero Z); ``n_dead_dims``: dims with std < 1e-6; ``has_nonfinite``: any NaN/inf
+        (the two float metrics are then NaN).
+
+    Examples
+    --------
+    >>> d = embedding_diagnostics(np.ones((100, 8)))
+    >>> round(d["std_normalized"], 6), round(d["effective_rank"], 6), d["n_dead_dims"]
+    (0.0, 1.0, 8)
+    """
+    Z = np.asarray(Z, dtype=np.float64)
+    if Z.ndim != 2:
+        raise ValueError(f"Z must be 2-D (n_samples, n_features), got shape {Z.shape}")
+    finite = bool(np.all(np.isfinite(Z)))
+    with np.errstate(invalid="ignore"):  # a column holding inf has std NaN: not counted as dead
+        n_dead = int(np.sum(Z.std(axis=0) < 1e-6))
+    if not finite:
+        return {"std_normalized": float("nan"), "effective_rank": float("nan"),
+                "n_dead_dims": n_dead, "has_nonfinite": True}
+    Zn = Z / np.maximum(np.linalg.norm(Z, axis=1, keepdims=True), 1e-12)
+    s = np.linalg.svd(Z, compute_uv=False)
+    p = s[s > 0] / s.sum()  # empty for an all-zero Z
+    erank = float(np.exp(-np.sum(p * np.log(p)))) if p.size else 0.0
+    return {"std_normalized": float(Zn.std(axis=0).mean()), "effective_rank": erank,
+            "n_dead_dims": n_dead, "has_nonfinite": False}

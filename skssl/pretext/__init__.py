@@ -1,0 +1,3 @@
+from .rotation import RotationSSL
+
+__all__ = ["RotationSSL"]
