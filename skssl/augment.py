@@ -222,8 +222,23 @@ def gaussian_noise(x, generator, std=0.05, p=0.5):
 class Augment:
     """Immutable augmentation pipeline: geometry (one fused warp), colour, blur, noise.
 
-    Fields mirror the keyword arguments of the module's functions; ``crop_scale=None``
-    disables the random resized crop. Calling it is deterministic given the generator state.
+    Parameters
+    ----------
+    crop_scale, crop_ratio : tuple of float
+        Random resized crop (see `random_resized_crop`); ``crop_scale=None`` disables it.
+    flip_p, degrees, translate : float
+        Horizontal flip probability, rotation range, shift range (fraction of size).
+    brightness, contrast, saturation, jitter_p : float
+        Colour jitter strengths in [0, 1] and the probability of jittering a sample.
+    grayscale_p, blur_p, noise_p : float
+        Probabilities of grayscale (RGB only), Gaussian blur and Gaussian noise.
+    blur_sigma : tuple of float
+        Range of the blur's standard deviation, in pixels.
+    noise_std : float
+        Standard deviation of the additive noise; 0 disables it.
+
+    Calling ``aug(x, generator)`` on a (B, C, H, W) batch is deterministic given the
+    generator's state; ops run in the order crop/flip/affine, jitter, grayscale, blur, noise.
     """
     crop_scale: tuple = (0.2, 1.0)
     crop_ratio: tuple = (3 / 4, 4 / 3)
@@ -287,5 +302,4 @@ class Augment:
     @classmethod
     def none(cls) -> "Augment":
         """The identity pipeline."""
-        return cls(crop_scale=None, flip_p=0.0, brightness=0.0, contrast=0.0, saturation=0.0,
-                   jitter_p=0.0, grayscale_p=0.0, blur_p=0.0, noise_std=0.0, noise_p=0.0)
+        return cls(crop_scale=None, flip_p=0.0, jitter_p=0.0, grayscale_p=0.0)

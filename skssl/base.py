@@ -5,6 +5,12 @@ only what makes the method: ``_build_heads`` (its extra networks) and
 ``_loss`` (views or targets from a batch, the head, the loss). Optional hooks:
 ``_default_augment``, ``_after_step`` (momentum updates) and
 ``_before_epoch`` (DeepCluster's re-clustering).
+
+Everything a method learns or keeps (heads, momentum encoders, memory banks,
+queues as buffers) lives in ``networks_``, so that moving to a device,
+pickling and checkpointing cover it without method code. During a fit,
+``self._step`` and ``self._total_steps`` count optimiser steps (for momentum
+schedules) and ``self._generator`` is the seeded generator on the device.
 """
 
 import copy
@@ -344,8 +350,8 @@ class BaseSSL(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         try:
             for _ in epochs:
                 start = time.perf_counter()
-                nets.train()
                 self._before_epoch(images, len(self.history_))
+                nets.train()
                 order = torch.randperm(n).to(images.device)
                 total = torch.zeros((), device=device)
                 for i in range(steps):
@@ -368,10 +374,13 @@ class BaseSSL(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
 
     # ------------------------------------------------------------ inference
     def _map_batches(self, X, fn, batch_size=None):
-        """Apply ``fn(unit_images) -> tensor`` over X in eval mode; numpy out."""
+        """Apply ``fn(unit_images) -> tensor`` over validated rows X in eval mode; numpy out."""
+        return self._map_images(self._images(X), fn, batch_size)
+
+    def _map_images(self, images, fn, batch_size=None):
+        """Apply ``fn(unit_images) -> tensor`` over stored images in eval mode; numpy out."""
         device = self._device()
         self.networks_.to(device).eval()
-        images = self._images(X)
         outputs = []
         with torch.inference_mode(), self._autocast(device):
             for chunk in images.split(batch_size or self.batch_size):

@@ -5,13 +5,12 @@ from numbers import Integral, Real
 import torch
 from sklearn.utils._param_validation import Interval
 
-from ..augment import Augment
-from ..base import BaseSSL
+from ._multiview import MultiViewSSL
 from ..heads import mlp
 from ..losses import nt_xent
 
 
-class SimCLR(BaseSSL):
+class SimCLR(MultiViewSSL):
     """A simple framework for contrastive learning of visual representations.
 
     Follows Chen, Kornblith, Norouzi & Hinton (ICML 2020): two random
@@ -29,6 +28,8 @@ class SimCLR(BaseSSL):
     augment : skssl.augment.Augment or None, default=None
         ``None`` uses the paper's recipe scaled to the image size
         (:meth:`skssl.augment.Augment.simclr`).
+    crop : {"random"}, default="random"
+        How the crop of each view is placed.
     {common_parameters}
 
     Attributes
@@ -45,22 +46,18 @@ class SimCLR(BaseSSL):
     (200, 128)
     """
 
-    _params = {"temperature": 0.5, "projection_dim": 128, "augment": None, "max_epochs": 30}
+    _params = {"temperature": 0.5, "projection_dim": 128, "max_epochs": 30}
     _parameter_constraints = {
-        **BaseSSL._parameter_constraints,
+        **MultiViewSSL._parameter_constraints,
         "temperature": [Interval(Real, 0, None, closed="neither")],
         "projection_dim": [Interval(Integral, 1, None, closed="left")],
-        "augment": [Augment, None],
     }
-
-    def _default_augment(self, image_size, channels):
-        return Augment.simclr(min(image_size), channels)
 
     def _build_heads(self, feature_dim):
         return {"projector": mlp(feature_dim, feature_dim, self.projection_dim)}
 
     def _loss(self, x):
         # Both views in one forward pass: BatchNorm sees the whole 2n batch.
-        views = torch.cat([self._augment(x), self._augment(x)])
+        views = torch.cat(self._views(x))
         z1, z2 = self.networks_["projector"](self._encode(views)).chunk(2)
         return nt_xent(z1, z2, self.temperature)
