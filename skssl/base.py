@@ -206,11 +206,15 @@ class BaseSSL(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         """One random augmentation per image, drawn from the fit's seeded RNG."""
         return self.augment_(x, self._generator)
 
-    def _encode(self, x, stage=-1):
-        """Standardise unit-range images and return pooled backbone features."""
+    def _standardize(self, x):
+        """Unit-range images -> per-channel standardised network input."""
         mean = torch.as_tensor(self.channel_mean_, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
         std = torch.as_tensor(self.channel_std_, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
-        return self.backbone_((x - mean) / std, stage)
+        return (x - mean) / std
+
+    def _encode(self, x, stage=-1):
+        """Pooled backbone features of unit-range images (what ``transform`` returns)."""
+        return self.backbone_(self._standardize(x), stage)
 
     def _device(self):
         if isinstance(self.device, str) and self.device == "auto":
