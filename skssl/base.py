@@ -10,7 +10,10 @@ Everything a method learns or keeps (heads, momentum encoders, memory banks,
 queues as buffers) lives in ``networks_``, so that moving to a device,
 pickling and checkpointing cover it without method code. During a fit,
 ``self._step`` and ``self._total_steps`` count optimiser steps (for momentum
-schedules) and ``self._generator`` is the seeded generator on the device.
+schedules), ``self._batch_index`` holds the training-set indices of the
+current batch (memory banks, cluster labels), ``self._n_train`` the number of
+training images (set before ``_build_heads``) and ``self._generator`` is the
+seeded generator on the device.
 """
 
 import copy
@@ -323,6 +326,7 @@ class BaseSSL(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             torch.default_generator.manual_seed(seed)
             if cuda:
                 torch.cuda.manual_seed(seed)
+            self._n_train = images.shape[0]
             if not warm:
                 self._initialise(images)
                 self.history_ = []
@@ -359,7 +363,9 @@ class BaseSSL(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
                 order = torch.randperm(n).to(images.device)
                 total = torch.zeros((), device=device)
                 for i in range(steps):
-                    x = self._prepare(images[order[i * batch_size:(i + 1) * batch_size]], device)
+                    index = order[i * batch_size:(i + 1) * batch_size]
+                    self._batch_index = index.to(device)
+                    x = self._prepare(images[index], device)
                     with self._autocast(device):
                         loss = self._loss(x)
                     optimizer.zero_grad(set_to_none=True)
@@ -374,7 +380,8 @@ class BaseSSL(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
                 epochs.set_postfix(loss=f"{record['loss']:.4f}")
         finally:
             nets.eval()
-            del self._total_steps, self._step
+            for name in ("_total_steps", "_step", "_batch_index"):
+                self.__dict__.pop(name, None)
 
     # ------------------------------------------------------------ inference
     def _map_batches(self, X, fn, batch_size=None):
