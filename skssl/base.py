@@ -273,7 +273,11 @@ class BaseSSL(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         mean = sums / count
         self.channel_mean_ = mean.numpy().astype(np.float32)
         self.channel_std_ = np.sqrt(np.maximum((squares / count - mean * mean).numpy(), 1e-12)).astype(np.float32).clip(1e-3)
+        self._build_networks()
 
+    def _build_networks(self):
+        """Build ``networks_`` (fresh weights) and ``embedding_dim_`` from the fitted input shape."""
+        c = self.image_shape_[2]
         size = self._working_size()
         backbone = build_backbone(self.backbone, c, size)
         dims = backbone.stage_dims(c, size)
