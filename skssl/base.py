@@ -19,7 +19,12 @@ seeded generator on the device.
 import copy
 import inspect
 import math
+import os
+import signal
+import threading
 import time
+import warnings
+from contextlib import contextmanager
 from numbers import Integral, Real
 
 import numpy as np
@@ -30,6 +35,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import nn
 
+from . import _checkpoint
 from ._images import flatten_images, fit_scale, resize_to, resolve_image_shape, to_image_tensor, unit_range
 from .augment import Augment
 from .backbones import BACKBONES, build_backbone
@@ -50,6 +56,8 @@ COMMON_PARAMS = {
     "verbose": False,
     "warm_start": False,
     "image_shape": None,
+    "checkpoint_dir": None,
+    "checkpoint_every": 1,
 }
 
 COMMON_DOC = """backbone : {"auto", "small_cnn", "resnet18"} or nn.Module, default="auto"
@@ -86,7 +94,15 @@ COMMON_DOC = """backbone : {"auto", "small_cnn", "resnet18"} or nn.Module, defau
     image_shape : tuple (h, w) or (h, w, c), default=None
         How to read rows of 2-D input. ``None`` infers it: a square feature
         count is a one-channel image, three times a square an RGB image, and
-        anything else is zero-padded into the smallest square."""
+        anything else is zero-padded into the smallest square.
+    checkpoint_dir : str or path, default=None
+        Folder for training checkpoints. A new ``fit`` with the same
+        parameters and data resumes from the checkpoint there instead of
+        starting over (warm starts save but never resume). File names are
+        keyed by parameters and data, so parallel GridSearchCV workers never
+        share one.
+    checkpoint_every : int, default=1
+        Epochs between checkpoints (the last epoch is always saved)."""
 
 COMMON_ATTRIBUTES = """backbone_ : skssl.backbones.Backbone
         The trained backbone (also in ``networks_["backbone"]``).
@@ -135,6 +151,31 @@ def _make_init(params):
     return __init__
 
 
+@contextmanager
+def _sigint_sets_flag(estimator):
+    """Turn Ctrl-C into a flag the loop checks after each batch.
+
+    A second Ctrl-C raises KeyboardInterrupt at once. Outside the main thread
+    (where signal handlers cannot be installed) Ctrl-C arrives as a
+    KeyboardInterrupt, which the loop also treats as a stop request.
+    """
+    estimator._interrupted = False
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        if estimator._interrupted:
+            raise KeyboardInterrupt
+        estimator._interrupted = True
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _warmup_cosine(total_steps):
     warmup = max(1, total_steps // 10)
 
@@ -165,6 +206,8 @@ class BaseSSL(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         "verbose": ["verbose"],
         "warm_start": ["boolean"],
         "image_shape": [tuple, list, None],
+        "checkpoint_dir": [str, os.PathLike, None],
+        "checkpoint_every": [Interval(Integral, 1, None, closed="left")],
     }
     # Images smaller than this are upsampled before training and transform.
     _min_image_size = 8
@@ -301,6 +344,14 @@ class BaseSSL(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     def fit(self, X, y=None):
         """Train the backbone on the pretext task.
 
+        With ``checkpoint_dir`` set, the training state is saved every
+        ``checkpoint_every`` epochs and a later ``fit`` with the same
+        parameters and data resumes from it. Ctrl-C stops at the end of the
+        current batch and keeps what was learned (with a warning); a
+        non-finite loss raises ``FloatingPointError`` and leaves the last
+        finite weights; on running out of GPU memory at the first batch the
+        batch size is halved until it fits.
+
         Parameters
         ----------
         X : array-like of shape (n, h*w*c), (n, h, w) or (n, h, w, c)
@@ -322,6 +373,10 @@ class BaseSSL(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         images = self._images(X)
         device = self._device()
         seed = int(check_random_state(self.random_state).randint(2**31 - 1))
+        checkpoint = None
+        if self.checkpoint_dir is not None:
+            self._data_key = _checkpoint.data_key(X)
+            checkpoint = _checkpoint.checkpoint_path(self, self._data_key)
         cuda = [device] if device.type == "cuda" else []
         # All randomness of the fit (init, shuffles, augmentations, dropout)
         # comes from seeded global generators inside this fork; the caller's
@@ -337,41 +392,75 @@ class BaseSSL(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             self.augment_ = getattr(self, "augment", None) or self._default_augment(self._working_size(), self.image_shape_[2])
             self._generator = torch.Generator(device=device).manual_seed(seed)
             try:
-                self._train(images, device)
+                self._train(images, device, checkpoint, resume=not warm)
             finally:
-                del self._generator
+                for name in ("_generator", "_total_steps", "_step", "_batch_index", "_interrupted", "_data_key"):
+                    self.__dict__.pop(name, None)
         self._n_features_out = self.embedding_dim_
         return self
 
-    def _train(self, images, device):
+    def _train(self, images, device, checkpoint, resume):
         nets = self.networks_.to(device)
         if device.type == "cuda":
             nets.to(memory_format=torch.channels_last)
             if images.element_size() * images.nelement() < 0.25 * torch.cuda.mem_get_info(device)[0]:
                 images = images.to(device)
-        n = images.shape[0]
-        batch_size = min(self.batch_size, n)
+        batch_size = min(self.batch_size, images.shape[0])
+        state = _checkpoint.load(checkpoint, self, self._data_key) if resume and checkpoint and os.path.exists(checkpoint) else None
+        try:
+            with _sigint_sets_flag(self):
+                while True:
+                    try:
+                        return self._run_epochs(images, device, batch_size, checkpoint, state)
+                    except torch.OutOfMemoryError as exc:
+                        # Only the very first batch is retried: nothing has been learned yet.
+                        if self._step > 0 or batch_size <= 2:
+                            raise MemoryError(
+                                f"{type(self).__name__} ran out of {device} memory at batch_size={batch_size}. "
+                                "Use a smaller backbone, smaller images or precision='bf16'."
+                            ) from exc
+                        batch_size //= 2
+                        warnings.warn(f"Out of {device} memory at the first batch; retrying with batch_size={batch_size}.", stacklevel=4)
+                        if device.type == "cuda":
+                            torch.cuda.empty_cache()
+        finally:
+            nets.eval()
+
+    def _run_epochs(self, images, device, batch_size, checkpoint, state):
+        from tqdm.auto import tqdm
+
+        nets, n = self.networks_, images.shape[0]
         steps = n // batch_size
         optimizer = self._make_optimizer([p for p in nets.parameters() if p.requires_grad])
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup_cosine(steps * self.max_epochs))
         self._total_steps, self._step = steps * self.max_epochs, 0
-
-        from tqdm.auto import tqdm
-
-        epochs = tqdm(range(self.max_epochs), desc=type(self).__name__, disable=not self.verbose, leave=False)
-        try:
-            for _ in epochs:
-                start = time.perf_counter()
-                self._before_epoch(images, len(self.history_))
-                nets.train()
-                order = torch.randperm(n).to(images.device)
-                total = torch.zeros((), device=device)
-                for i in range(steps):
+        first_epoch = len(self.history_)
+        if state is not None:
+            self._restore(state, optimizer, schedule)
+        last_good = None
+        epochs = tqdm(range(len(self.history_) - first_epoch, self.max_epochs), desc=type(self).__name__, disable=not self.verbose, leave=False)
+        for epoch in epochs:
+            start = time.perf_counter()
+            if all(torch.isfinite(t).all() for t in nets.state_dict().values() if t.is_floating_point()):
+                last_good = {k: t.detach().clone() for k, t in nets.state_dict().items()}
+            self._before_epoch(images, len(self.history_))
+            nets.train()
+            order = torch.randperm(n).to(images.device)
+            total, done = torch.zeros((), device=device), 0
+            for i in range(steps):
+                try:
                     index = order[i * batch_size:(i + 1) * batch_size]
                     self._batch_index = index.to(device)
                     x = self._prepare(images[index], device)
                     with self._autocast(device):
                         loss = self._loss(x)
+                    if not torch.isfinite(loss):
+                        if last_good is not None:
+                            nets.load_state_dict(last_good)
+                        raise FloatingPointError(
+                            f"{type(self).__name__}: the loss became {loss.item()} at epoch {len(self.history_) + 1}, "
+                            f"batch {i + 1} (lr={self.lr}). Try a lower learning rate; the model keeps its last finite weights."
+                        )
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     optimizer.step()
@@ -379,13 +468,51 @@ class BaseSSL(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
                     self._step += 1
                     self._after_step()
                     total += loss.detach().float()
-                record = {"epoch": len(self.history_) + 1, "loss": total.item() / steps, "seconds": time.perf_counter() - start}
-                self.history_.append(record)
-                epochs.set_postfix(loss=f"{record['loss']:.4f}")
-        finally:
-            nets.eval()
-            for name in ("_total_steps", "_step", "_batch_index"):
-                self.__dict__.pop(name, None)
+                    done += 1
+                except KeyboardInterrupt:
+                    self._interrupted = True
+                if self._interrupted:
+                    break
+            record = {"epoch": len(self.history_) + 1, "loss": total.item() / max(done, 1), "seconds": time.perf_counter() - start}
+            if self._interrupted:
+                record.update(interrupted=True, batches=done)
+            self.history_.append(record)
+            epochs.set_postfix(loss=f"{record['loss']:.4f}")
+            if self._interrupted:
+                warnings.warn(
+                    f"{type(self).__name__}.fit interrupted in epoch {record['epoch']} after {done} of {steps} batches; "
+                    "the model keeps what it has learned so far.",
+                    stacklevel=5,
+                )
+                return
+            if checkpoint and ((epoch + 1) % self.checkpoint_every == 0 or epoch + 1 == self.max_epochs):
+                self._save_checkpoint(checkpoint, optimizer, schedule)
+
+    def _save_checkpoint(self, path, optimizer, schedule):
+        _checkpoint.save(path, {
+            "class": type(self).__name__,
+            "parameter_key": _checkpoint.parameter_key(self),
+            "data_key": self._data_key,
+            "networks": self.networks_.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "schedule": schedule.state_dict(),
+            "history": self.history_,
+            "step": self._step,
+            "rng_cpu": torch.get_rng_state(),
+            "rng_device": self._generator.get_state(),
+            "rng_cuda": torch.cuda.get_rng_state() if self._generator.device.type == "cuda" else torch.empty(0),
+        })
+
+    def _restore(self, state, optimizer, schedule):
+        self.networks_.load_state_dict(state["networks"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        self.history_ = list(state["history"])
+        self._step = state["step"]
+        torch.set_rng_state(state["rng_cpu"])
+        self._generator.set_state(state["rng_device"])
+        if self._generator.device.type == "cuda":
+            torch.cuda.set_rng_state(state["rng_cuda"])
 
     # ------------------------------------------------------------ inference
     def _map_batches(self, X, fn, batch_size=None):
@@ -393,14 +520,27 @@ class BaseSSL(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         return self._map_images(self._images(X), fn, batch_size)
 
     def _map_images(self, images, fn, batch_size=None):
-        """Apply ``fn(unit_images) -> tensor`` over stored images in eval mode; numpy out."""
+        """Apply ``fn(unit_images) -> tensor`` over stored images in eval mode; numpy out.
+
+        Running out of memory halves the batch size (down to one image).
+        """
         device = self._device()
         self.networks_.to(device).eval()
-        outputs = []
-        with torch.inference_mode(), self._autocast(device):
-            for chunk in images.split(batch_size or self.batch_size):
-                outputs.append(fn(self._prepare(chunk, device)).float().cpu())
-        return torch.cat(outputs).numpy()
+        batch_size = batch_size or self.batch_size
+        while True:
+            try:
+                outputs = []
+                with torch.inference_mode(), self._autocast(device):
+                    for chunk in images.split(batch_size):
+                        outputs.append(fn(self._prepare(chunk, device)).float().cpu())
+                return torch.cat(outputs).numpy()
+            except torch.OutOfMemoryError:
+                if batch_size == 1:
+                    raise
+                batch_size //= 2
+                warnings.warn(f"Out of {device} memory in transform; retrying with batch_size={batch_size}.", stacklevel=3)
+                if device.type == "cuda":
+                    torch.cuda.empty_cache()
 
     def transform(self, X):
         """Embed images with the trained backbone.
