@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["Augment", "crop_flip_affine_matrices", "random_resized_crop", "random_flip",
+__all__ = ["Augment", "crop_flip_affine_matrices", "symmetric_beta_ppf", "random_resized_crop", "random_flip",
            "random_affine", "color_jitter", "random_grayscale", "gaussian_blur", "gaussian_noise"]
 
 _LUMA = (0.299, 0.587, 0.114)  # ITU-R 601
@@ -42,9 +42,38 @@ def _col(t):  # (B,) -> (B, 1, 1, 1) for per-sample broadcasting
     return t[:, None, None, None]
 
 
+@functools.lru_cache(maxsize=16)
+def _beta_ppf_table(alpha, points=2049):
+    from scipy.special import betaincinv
+
+    # Half of the symmetric quantile function on u = 0.5 * s**p: near u = 0 it behaves
+    # like u**(1 / alpha), so p = max(1, alpha) keeps it smooth in s for alpha > 1 too.
+    s = torch.linspace(0, 1, points, dtype=torch.float64)
+    return torch.from_numpy(betaincinv(alpha, alpha, (0.5 * s ** max(1.0, alpha)).numpy()))
+
+
+def symmetric_beta_ppf(u, alpha):
+    """Quantile function of Beta(alpha, alpha) at ``u`` in [0, 1], elementwise.
+
+    Inverse-CDF sampling turns uniforms from a ``torch.Generator`` into Beta
+    variates with exactly one draw each (``torch.distributions.Beta`` cannot
+    take a generator). Interpolates a table; absolute error below 1e-5 for
+    alpha in [0.05, 20]. ``alpha=1`` returns ``u`` itself.
+    """
+    if alpha == 1:
+        return u
+    table = _beta_ppf_table(float(alpha)).to(u.device, u.dtype)
+    n = len(table) - 1
+    v = torch.minimum(u, 1 - u).clamp(0, 0.5)
+    pos = (2 * v) ** (1 / max(1.0, alpha)) * n
+    i = pos.floor().long().clamp(max=n - 1)
+    half = torch.lerp(table[i], table[i + 1], pos - i)
+    return torch.where(u <= 0.5, half, 1 - half)
+
+
 def crop_flip_affine_matrices(batch_size, generator, height, width, *, scale=None,
                               ratio=(3 / 4, 4 / 3), flip_p=0.0, degrees=0.0, translate=0.0,
-                              out_size=None, dtype=torch.float32):
+                              out_size=None, dtype=torch.float32, boxes=None, center_alpha=1.0):
     """Per-sample ``F.affine_grid`` matrices fusing crop, flip, rotation and translation.
 
     Parameters
@@ -61,6 +90,17 @@ def crop_flip_affine_matrices(batch_size, generator, height, width, *, scale=Non
         (+-translate times the output size, per axis).
     out_size : int or tuple of int, optional
         Output size (defaults to the input size); sets the pixel aspect of the rotation.
+    boxes : Tensor (batch_size, 4), optional
+        Per-sample regions ``(x0, y0, x1, y1)`` as fractions of the width and
+        height, where the crop centres are drawn (ContrastiveCrop, Peng et al.
+        2022): each centre coordinate is ``lo + (hi - lo) * Beta(center_alpha,
+        center_alpha)`` with ``[lo, hi]`` the box's extent clipped to the centres
+        that keep the crop inside the image. Only used with ``scale``; ``None``
+        draws centres uniformly over the whole image (as torchvision) and uses
+        exactly the same random numbers as before this option existed.
+    center_alpha : float, default=1.0
+        Beta shape for the centres inside ``boxes``: below 1 favours the box's
+        edges (views of one image overlap less), 1 is uniform.
 
     Returns
     -------
@@ -79,8 +119,13 @@ def crop_flip_affine_matrices(batch_size, generator, height, width, *, scale=Non
         # torchvision's rejection loop keeps it vectorised (only extreme boxes differ).
         w = torch.sqrt(area * r * (height / width)).clamp(max=1.0)
         h = torch.sqrt(area / r * (width / height)).clamp(max=1.0)
-        cx = (1 - w) * (2 * u[:, 2] - 1)
-        cy = (1 - h) * (2 * u[:, 3] - 1)
+        if boxes is None:
+            cx = (1 - w) * (2 * u[:, 2] - 1)
+            cy = (1 - h) * (2 * u[:, 3] - 1)
+        else:
+            b = boxes.to(u.device, dtype) * 2 - 1  # -> normalised [-1, 1] coordinates
+            cx = _center_in(b[:, 0], b[:, 2], 1 - w, symmetric_beta_ppf(u[:, 2], center_alpha))
+            cy = _center_in(b[:, 1], b[:, 3], 1 - h, symmetric_beta_ppf(u[:, 3], center_alpha))
     f = 1 - 2 * (u[:, 4] < flip_p).to(dtype)
     a = math.radians(degrees) * (2 * u[:, 5] - 1)
     cos, sin = torch.cos(a), torch.sin(a)
@@ -90,6 +135,13 @@ def crop_flip_affine_matrices(batch_size, generator, height, width, *, scale=Non
     row0 = torch.stack([w * cos * f, -w * sin * (H2 / W2), cx + w * tx], -1)
     row1 = torch.stack([h * sin * f * (W2 / H2), h * cos, cy + h * ty], -1)
     return torch.stack([row0, row1], 1)
+
+
+def _center_in(lo, hi, limit, t):
+    # As the authors' code: the box's extent clipped to the feasible centres
+    # [-limit, limit]; a box wholly outside them collapses to the nearest one.
+    lo, hi = torch.clamp(lo, -limit, limit), torch.clamp(hi, -limit, limit)
+    return lo + (hi - lo) * t
 
 
 def _warp(x, theta, out_size=None, inside=False):
@@ -273,15 +325,22 @@ class Augment:
                    if getattr(self, f.name) != f.default)
         return f"{type(self).__name__}({', '.join(changed)})"
 
-    def __call__(self, x: Tensor, generator: torch.Generator) -> Tensor:
-        """Augment a batch (B, C, H, W); returns `x` itself when every op is disabled."""
+    def __call__(self, x: Tensor, generator: torch.Generator, boxes=None,
+                 center_alpha: float = 1.0) -> Tensor:
+        """Augment a batch (B, C, H, W); returns `x` itself when every op is disabled.
+
+        ``boxes`` (B, 4) and ``center_alpha`` place the crop centres as in
+        :func:`crop_flip_affine_matrices` (ContrastiveCrop); ``None`` is the
+        plain random resized crop.
+        """
         if x.dtype in (torch.float16, torch.bfloat16) and self != Augment.none():
-            return self(x.float(), generator).to(x.dtype)
+            return self(x.float(), generator, boxes, center_alpha).to(x.dtype)
         B, _, H, W = x.shape
         if self.crop_scale is not None or self.flip_p > 0 or self.degrees or self.translate:
             theta = crop_flip_affine_matrices(
                 B, generator, H, W, scale=self.crop_scale, ratio=self.crop_ratio,
-                flip_p=self.flip_p, degrees=self.degrees, translate=self.translate, dtype=x.dtype)
+                flip_p=self.flip_p, degrees=self.degrees, translate=self.translate, dtype=x.dtype,
+                boxes=boxes, center_alpha=center_alpha)
             x = _warp(x, theta, inside=not (self.degrees or self.translate))
         # Grayscale is fused into the colour map (saturation 0), after jitter as in SimCLR.
         x = _color(x, generator, self.brightness, self.contrast, self.saturation,

@@ -1,24 +1,128 @@
-"""The shared base of joint-embedding methods: augmented views of each image."""
+"""The shared base of joint-embedding methods: augmented views of each image.
 
-from sklearn.utils._param_validation import StrOptions
+Where the crop of each view is placed is a choice every such method shares:
+``crop="random"`` draws it uniformly (the random resized crop of SimCLR),
+``crop="contrastive"`` is ContrastiveCrop (Peng et al., CVPR 2022): every few
+epochs the backbone's own heatmaps give each training image an object box,
+and crop centres are drawn inside it from a U-shaped Beta distribution so that
+two views of one image overlap less but both keep the object.
+"""
+
+from numbers import Integral, Real
+
+import torch
+from sklearn.utils._param_validation import Interval, StrOptions
 
 from ..augment import Augment
 from ..base import BaseSSL
+from .ccrop import CropBoxes, feature_map_boxes
+
+VIEW_DOC = """augment : skssl.augment.Augment or None, default=None
+        ``None`` uses the SimCLR recipe scaled to the image size
+        (:meth:`skssl.augment.Augment.simclr`).
+    crop : {"random", "contrastive"}, default="random"
+        How the crop of each view is placed. ``"random"``: uniformly, as in
+        SimCLR. ``"contrastive"``: ContrastiveCrop (Peng et al., CVPR 2022);
+        after ``crop_warmup`` epochs of random crops, and then every
+        ``crop_update_every`` epochs, the backbone's last feature map (summed
+        over channels, min-max normalised, upsampled, thresholded at
+        ``crop_threshold``) gives each training image a box, and each view's
+        crop centre is drawn in it from Beta(``crop_alpha``, ``crop_alpha``)
+        per axis. Crop scale and aspect follow ``augment``. The boxes are kept
+        in ``networks_["crop_boxes"]``. The ``crop_*`` parameters below are
+        ignored with ``crop="random"``.
+    crop_alpha : float, default=0.6
+        Beta shape of the crop centres inside the box: below 1 favours the
+        box's edges (the paper's centre suppression; it uses 0.6 on ImageNet
+        and 0.1 on CIFAR), 1 is uniform.
+    crop_threshold : float, default=0.1
+        Level of the normalised heatmap above which a pixel is in the box
+        (paper: 0.1). An image with no pixel above it keeps the whole image.
+    crop_update_every : int, default=5
+        Epochs between box updates.
+    crop_warmup : int, default=5
+        Epochs of plain random crops before the first box update (the paper
+        warms up and updates every fifth of the run: 20 of 100 epochs on
+        ImageNet, 100 of 500 on CIFAR). Counted over the fit's history, so a
+        warm start continues the schedule."""
 
 
 class MultiViewSSL(BaseSSL):
     """A method that trains on several random views of every image.
 
     Subclasses call :meth:`_views` for their views; ``augment`` and ``crop``
-    (how crop boxes are drawn) are therefore the same for all of them.
+    (how crop boxes are drawn) are therefore the same for all of them. In a
+    subclass docstring the placeholder ``view_parameters`` in braces expands
+    to the parameters below, as ``common_parameters`` does to the shared ones.
+
+    Parameters
+    ----------
+    {view_parameters}
     """
 
-    _params = {"augment": None, "crop": "random"}
-    _parameter_constraints = {**BaseSSL._parameter_constraints, "augment": [Augment, None], "crop": [StrOptions({"random"})]}
+    _params = {"augment": None, "crop": "random", "crop_alpha": 0.6, "crop_threshold": 0.1,
+               "crop_update_every": 5, "crop_warmup": 5}
+    _parameter_constraints = {
+        **BaseSSL._parameter_constraints,
+        "augment": [Augment, None],
+        "crop": [StrOptions({"random", "contrastive"})],
+        "crop_alpha": [Interval(Real, 0, None, closed="neither")],
+        "crop_threshold": [Interval(Real, 0, 1, closed="left")],
+        "crop_update_every": [Interval(Integral, 1, None, closed="left")],
+        "crop_warmup": [Interval(Integral, 0, None, closed="left")],
+    }
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.__doc__:
+            cls.__doc__ = cls.__doc__.replace("{view_parameters}", VIEW_DOC)
 
     def _default_augment(self, image_size, channels):
         return Augment.simclr(min(image_size), channels)
 
     def _views(self, x, n_views=2):
         """``n_views`` independent augmentations of the batch ``x``."""
-        return [self._augment(x) for _ in range(n_views)]
+        boxes = self._crop_boxes()
+        if boxes is None:
+            return [self._augment(x) for _ in range(n_views)]
+        return [self.augment_(x, self._generator, boxes, self.crop_alpha) for _ in range(n_views)]
+
+    # ------------------------------------------------------- ContrastiveCrop
+    def _build_networks(self):
+        super()._build_networks()
+        if self.crop == "contrastive":
+            # Built with the networks so checkpoints and saved files restore it as they are.
+            self.networks_["crop_boxes"] = CropBoxes(getattr(self, "_n_train", 0))
+
+    def _crop_boxes(self):
+        """Boxes of the current batch, or ``None`` for plain random crops."""
+        if self.crop != "contrastive" or len(self.history_) < self.crop_warmup:
+            return None
+        index = getattr(self, "_batch_index", None)
+        if index is None or "crop_boxes" not in self.networks_:
+            return None
+        return self.networks_["crop_boxes"].boxes[index]
+
+    def _before_epoch(self, images, epoch):
+        super()._before_epoch(images, epoch)
+        if self.crop != "contrastive":
+            return
+        n = images.shape[0]
+        if "crop_boxes" not in self.networks_ or len(self.networks_["crop_boxes"]) != n:
+            # New fit, or a warm start on another training set: whole images.
+            self.networks_["crop_boxes"] = CropBoxes(n).to(self._generator.device)
+        if epoch >= self.crop_warmup and (epoch - self.crop_warmup) % self.crop_update_every == 0:
+            self.networks_["crop_boxes"].boxes.copy_(self._locate(images))
+
+    def _locate(self, images):
+        """Object boxes of the stored training images from the current backbone (eval mode)."""
+
+        def boxes(x):
+            maps = self.backbone_.feature_maps(self._standardize(x), stage=-1)
+            return feature_map_boxes(maps, self.crop_threshold, x.shape[-2:])
+
+        return torch.from_numpy(self._map_images(images, boxes))
+
+
+# Subclasses get this in __init_subclass__; the base class itself documents the same.
+MultiViewSSL.__doc__ = MultiViewSSL.__doc__.replace("    {view_parameters}\n", "    " + VIEW_DOC + "\n")

@@ -1,0 +1,127 @@
+"""BYOL: an online network predicts a slowly moving target network's projection."""
+
+from numbers import Integral, Real
+
+import torch
+import torch.nn.functional as F
+from sklearn.utils._param_validation import Interval
+
+from ._momentum import cosine_momentum, ema_update_, frozen_copy
+from ._multiview import MultiViewSSL
+from ..heads import mlp
+
+
+def byol_loss(p, z):
+    """BYOL's regression loss ``2 - 2 cos(p, z)``, averaged over the batch.
+
+    Equal to the mean squared distance of the L2-normalised rows, so it lies
+    in [0, 4]: 0 when ``p`` and ``z`` point the same way, 4 when opposite.
+    ``z`` (the target projection) is treated as a constant: no gradient flows
+    into it.
+
+    Parameters
+    ----------
+    p : Tensor of shape (n, d)
+        Online predictions.
+    z : Tensor of shape (n, d)
+        Target projections of the other view.
+
+    Returns
+    -------
+    Tensor, scalar
+    """
+    if p.shape != z.shape or p.ndim != 2:
+        raise ValueError(f"byol_loss expects two (n, d) tensors of equal shape, got {tuple(p.shape)} and {tuple(z.shape)}.")
+    cos = F.cosine_similarity(p.float(), z.detach().float(), dim=1)
+    return (2.0 - 2.0 * cos).mean()
+
+
+class BYOL(MultiViewSSL):
+    """Bootstrap your own latent: self-supervised learning without negatives.
+
+    Follows Grill et al. (NeurIPS 2020): the online network (backbone,
+    projector, predictor) predicts the target network's projection of another
+    view of the same image. The target (backbone and projector) gets no
+    gradient; after every optimiser step it moves towards the online network
+    as an exponential moving average whose momentum rises from
+    ``base_momentum`` to 1 along a cosine. The loss is symmetrised over the two
+    views (their sum, as in the paper). ``transform`` returns the online
+    backbone's features.
+
+    Parameters
+    ----------
+    projection_dim : int, default=128
+        Output width of the projector and the predictor (paper: 256).
+    hidden_dim : int, default=512
+        Hidden width of the projector and the predictor (paper: 4096, sized
+        for ResNet-50 features; 512 suits the small backbones used here).
+    base_momentum : float, default=0.99
+        Starting EMA momentum of the target network (paper: 0.996 for
+        ImageNet-length runs; short runs on small data need the target to
+        move faster).
+    augment : skssl.augment.Augment or None, default=None
+        ``None`` uses the SimCLR recipe scaled to the image size
+        (:meth:`skssl.augment.Augment.simclr`).
+    crop : {"random"}, default="random"
+        How the crop of each view is placed.
+    {common_parameters}
+
+    Attributes
+    ----------
+    {common_attributes}
+
+    Notes
+    -----
+    ``networks_`` holds ``backbone``, ``projector`` and ``predictor`` (online,
+    trained) and ``target_backbone`` and ``target_projector`` (EMA copies with
+    ``requires_grad=False``). With ``warm_start=True`` the target continues
+    from its fitted state and the momentum schedule restarts from
+    ``base_momentum``.
+
+    Examples
+    --------
+    >>> from skssl.contrastive.byol import BYOL
+    >>> from skssl.datasets import load_digits_images
+    >>> X, y = load_digits_images(return_X_y=True)
+    >>> Z = BYOL(max_epochs=2, random_state=0).fit_transform(X[:200])
+    >>> Z.shape
+    (200, 128)
+    """
+
+    _params = {"projection_dim": 128, "hidden_dim": 512, "base_momentum": 0.99, "max_epochs": 30}
+    _parameter_constraints = {
+        **MultiViewSSL._parameter_constraints,
+        "projection_dim": [Interval(Integral, 1, None, closed="left")],
+        "hidden_dim": [Interval(Integral, 1, None, closed="left")],
+        "base_momentum": [Interval(Real, 0, 1, closed="both")],
+    }
+
+    def _build_heads(self, feature_dim):
+        return {
+            "projector": mlp(feature_dim, self.hidden_dim, self.projection_dim),
+            "predictor": mlp(self.projection_dim, self.hidden_dim, self.projection_dim),
+        }
+
+    def _initialise(self, images):
+        super()._initialise(images)
+        # The target starts as an exact copy of the online encoder.
+        self.networks_["target_backbone"] = frozen_copy(self.networks_["backbone"])
+        self.networks_["target_projector"] = frozen_copy(self.networks_["projector"])
+
+    def _loss(self, x):
+        nets = self.networks_
+        # Both views in one pass per branch: BatchNorm sees the whole 2n batch.
+        views = torch.cat(self._views(x))
+        p1, p2 = nets["predictor"](nets["projector"](self._encode(views))).chunk(2)
+        with torch.no_grad():
+            z1, z2 = nets["target_projector"](nets["target_backbone"](self._standardize(views))).chunk(2)
+        return byol_loss(p1, z2) + byol_loss(p2, z1)
+
+    def _momentum(self):
+        """Momentum of the update after the current step (the first uses ``base_momentum``)."""
+        return cosine_momentum(self._step - 1, self._total_steps, self.base_momentum)
+
+    def _after_step(self):
+        m = self._momentum()
+        ema_update_(self.networks_["target_backbone"], self.networks_["backbone"], m)
+        ema_update_(self.networks_["target_projector"], self.networks_["projector"], m)
