@@ -59,11 +59,7 @@ class BYOL(MultiViewSSL):
         Starting EMA momentum of the target network (paper: 0.996 for
         ImageNet-length runs; short runs on small data need the target to
         move faster).
-    augment : skssl.augment.Augment or None, default=None
-        ``None`` uses the SimCLR recipe scaled to the image size
-        (:meth:`skssl.augment.Augment.simclr`).
-    crop : {"random"}, default="random"
-        How the crop of each view is placed.
+    {view_parameters}
     {common_parameters}
 
     Attributes

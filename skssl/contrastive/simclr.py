@@ -25,11 +25,7 @@ class SimCLR(MultiViewSSL):
         Softmax temperature of NT-Xent.
     projection_dim : int, default=128
         Output width of the projection head.
-    augment : skssl.augment.Augment or None, default=None
-        ``None`` uses the paper's recipe scaled to the image size
-        (:meth:`skssl.augment.Augment.simclr`).
-    crop : {"random"}, default="random"
-        How the crop of each view is placed.
+    {view_parameters}
     {common_parameters}
 
     Attributes
