@@ -1,0 +1,45 @@
+"""JigsawSSL: scikit-learn contract, puzzle construction, and learning on digits."""
+
+import numpy as np
+import pytest
+import torch
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from skssl._tiles import max_hamming_permutations
+from skssl.datasets import load_digits_images
+from skssl.pretext.jigsaw import JigsawSSL, shuffle_tiles
+
+
+@parametrize_with_checks([JigsawSSL(max_epochs=2, batch_size=16, n_permutations=4)])
+def test_sklearn_compatible(estimator, check):
+    check(estimator)
+
+
+def test_shuffle_puts_the_permuted_tile_at_each_position():
+    tiles = torch.arange(2 * 9, dtype=torch.float32).view(2, 9, 1, 1, 1)  # tile k of image b holds 9b + k
+    perms = max_hamming_permutations(5)
+    labels = torch.tensor([3, 1])
+    out = shuffle_tiles(tiles, perms, labels)
+    assert torch.equal(out[0].flatten(), perms[3].float())
+    assert torch.equal(out[1].flatten(), 9 + perms[1].float())
+
+
+def test_permutation_set_is_a_fitted_buffer():
+    X, _ = load_digits_images(return_X_y=True)
+    est = JigsawSSL(max_epochs=1, batch_size=32, n_permutations=10, random_state=0).fit(X[:64])
+    assert torch.equal(est.networks_["head"].permutations.cpu(), max_hamming_permutations(10, 9))
+    assert "head.permutations" in est.networks_.state_dict()
+
+
+def test_invalid_gap_raises():
+    with pytest.raises(ValueError, match="gap"):
+        JigsawSSL(gap=1.5).fit(np.random.rand(10, 64))
+
+
+def test_learns_to_solve_puzzles_of_held_out_digits():
+    X, _ = load_digits_images(return_X_y=True)
+    est = JigsawSSL(max_epochs=3, batch_size=32, n_permutations=8, random_state=0).fit(X[:256])
+    assert est.history_[-1]["loss"] < est.history_[0]["loss"]
+    assert est.pretext_score(X[1500:1700]) > 0.6  # chance: 1/8
+    Z = est.transform(X[1500:1510])
+    assert Z.shape == (10, est.embedding_dim_) and Z.dtype == np.float32
