@@ -1,20 +1,36 @@
 """skssl: self-supervised learning for images, as scikit-learn estimators."""
 
 from .base import BaseSSL
-from .contrastive import SimCLR
+from .baselines import RandomInit
+from .contrastive import BYOL, PIRL, BarlowTwins, InstanceDiscriminationSSL, MoCo, SimCLR, SimSiam, VICReg
 from .datasets import load_digits_images, load_fashion_mnist
-from .evaluation import few_label_score, knn_score, linear_probe_score
-from .pretext import RotationSSL
+from .evaluation import embedding_diagnostics, few_label_score, knn_score, linear_probe_score
+from .persistence import load
+from .pretext import (
+    GANSSL,
+    ColorizationSSL,
+    DeepClusterSSL,
+    DenoisingAutoencoderSSL,
+    InpaintingSSL,
+    JigsawSSL,
+    RelativePositionSSL,
+    RotationSSL,
+    SplitBrainSSL,
+    SuperResolutionSSL,
+)
 
 __version__ = "0.1.0"
 
+# Every public self-supervised estimator, in the order the field developed them.
+ESTIMATORS = (
+    RotationSSL, JigsawSSL, RelativePositionSSL, ColorizationSSL, SplitBrainSSL, InpaintingSSL,
+    SuperResolutionSSL, DenoisingAutoencoderSSL, DeepClusterSSL, GANSSL,
+    InstanceDiscriminationSSL, PIRL, SimCLR, MoCo, BYOL, SimSiam, BarlowTwins, VICReg,
+)
+
 __all__ = [
-    "BaseSSL",
-    "RotationSSL",
-    "SimCLR",
-    "few_label_score",
-    "knn_score",
-    "linear_probe_score",
-    "load_digits_images",
-    "load_fashion_mnist",
+    "BaseSSL", "RandomInit", "ESTIMATORS", "load",
+    *(cls.__name__ for cls in ESTIMATORS),
+    "embedding_diagnostics", "few_label_score", "knn_score", "linear_probe_score",
+    "load_digits_images", "load_fashion_mnist",
 ]

@@ -1,3 +1,12 @@
-from .simclr import SimCLR
+"""Joint-embedding methods: contrastive, siamese and redundancy reduction."""
 
-__all__ = ["SimCLR"]
+from .barlow_twins import BarlowTwins
+from .byol import BYOL
+from .instance_discrimination import InstanceDiscriminationSSL
+from .moco import MoCo
+from .pirl import PIRL
+from .simclr import SimCLR
+from .simsiam import SimSiam
+from .vicreg import VICReg
+
+__all__ = ["BYOL", "BarlowTwins", "InstanceDiscriminationSSL", "MoCo", "PIRL", "SimCLR", "SimSiam", "VICReg"]

@@ -98,8 +98,8 @@ class BYOL(MultiViewSSL):
             "predictor": mlp(self.projection_dim, self.hidden_dim, self.projection_dim),
         }
 
-    def _initialise(self, images):
-        super()._initialise(images)
+    def _build_networks(self):
+        super()._build_networks()
         # The target starts as an exact copy of the online encoder.
         self.networks_["target_backbone"] = frozen_copy(self.networks_["backbone"])
         self.networks_["target_projector"] = frozen_copy(self.networks_["projector"])

@@ -1,3 +1,25 @@
-from .rotation import RotationSSL
+"""Classic pretext tasks: predict something the image itself holds."""
 
-__all__ = ["RotationSSL"]
+from .autoencoder import DenoisingAutoencoderSSL
+from .colorization import ColorizationSSL
+from .context import RelativePositionSSL
+from .deepcluster import DeepClusterSSL
+from .gan import GANSSL
+from .inpainting import InpaintingSSL
+from .jigsaw import JigsawSSL
+from .rotation import RotationSSL
+from .split_brain import SplitBrainSSL
+from .super_resolution import SuperResolutionSSL
+
+__all__ = [
+    "ColorizationSSL",
+    "DeepClusterSSL",
+    "DenoisingAutoencoderSSL",
+    "GANSSL",
+    "InpaintingSSL",
+    "JigsawSSL",
+    "RelativePositionSSL",
+    "RotationSSL",
+    "SplitBrainSSL",
+    "SuperResolutionSSL",
+]

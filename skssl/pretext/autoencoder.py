@@ -67,10 +67,10 @@ class DenoisingAutoencoderSSL(BaseSSL):
         "augment": [Augment, None],
     }
 
-    def _initialise(self, images):
+    def _build_networks(self):
         if self.noise == "masking" and self.noise_level >= 1:
             raise ValueError(f"noise_level={self.noise_level} masks every pixel; with noise='masking' it must be in [0, 1).")
-        super()._initialise(images)
+        super()._build_networks()
         size = self._working_size()
         channels, map_size = feature_map_shape(self.networks_["backbone"], self.image_shape_[2], size)
         self.networks_["decoder"] = make_decoder(channels, self.image_shape_[2], map_size, size)

@@ -119,6 +119,9 @@ class ColorizationSSL(BaseSSL):
 
     def _initialise(self, images):
         self.channel_mean_, self.channel_std_ = input_stats(images, lambda x: rgb_to_lab(x)[:, :1] / 100)
+        self._build_networks()
+
+    def _build_networks(self):
         size = self._working_size()
         backbone, self.embedding_dim_ = build_encoder(self.backbone, 1, size, self.stage)
         channels, map_size = feature_map_shape(backbone, 1, size)

@@ -95,8 +95,8 @@ class InpaintingSSL(BaseSSL):
         "adversarial_weight": [Interval(Real, 0, None, closed="left")],
     }
 
-    def _initialise(self, images):
-        super()._initialise(images)  # the backbone first: the decoder's input is its last map
+    def _build_networks(self):
+        super()._build_networks()  # the backbone first: the decoder's input is its last map
         c, size = self.image_shape_[2], self._working_size()
         map_channels, map_size = feature_map_shape(self.backbone_, c, size)
         self.networks_["decoder"] = make_decoder(map_channels, c, map_size, size)

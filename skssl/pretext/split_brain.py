@@ -92,6 +92,10 @@ class SplitBrainSSL(BaseSSL):
         self.split_ = "spatial" if c == 1 else "lab" if c == 3 and self.split is None else "channels"
         self.split_channels_ = 1 if self.split_ == "lab" else (self.split or c // 2)
         self.channel_mean_, self.channel_std_ = input_stats(images, self._represent)
+        self._build_networks()
+
+    def _build_networks(self):
+        c = self.image_shape_[2]
         size = self._working_size()
         probe = self._groups(torch.zeros(1, c, *size))
         spec = self.backbone

@@ -84,8 +84,8 @@ class SuperResolutionSSL(BaseSSL):
         "embedding": [StrOptions({"generator", "discriminator"})],
     }
 
-    def _initialise(self, images):
-        super()._initialise(images)  # the backbone first: the decoder's input is its last map
+    def _build_networks(self):
+        super()._build_networks()  # the backbone first: the decoder's input is its last map
         c, size = self.image_shape_[2], self._working_size()
         if self.scale > min(size):
             raise ValueError(f"scale={self.scale} is larger than the (working) image size {size}.")

@@ -1,0 +1,127 @@
+"""MoCo v2: a momentum key encoder and a queue of negative keys."""
+
+from numbers import Integral, Real
+
+import torch
+import torch.nn.functional as F
+from sklearn.utils._param_validation import Interval
+from torch import nn
+
+from ._memory import Queue
+from ._momentum import ema_update_, frozen_copy
+from ._multiview import MultiViewSSL
+
+
+def info_nce(q, k, queue, temperature, ignore=None):
+    """MoCo's InfoNCE: each query against its key (positive) and the queued keys (negatives).
+
+    Parameters
+    ----------
+    q, k : Tensor of shape (B, d)
+        Queries and their positive keys (normalised here).
+    queue : Tensor of shape (Q, d)
+        Unit negative keys.
+    temperature : float
+    ignore : BoolTensor of shape (B, Q), optional
+        Queued keys that are not negatives of a query (another key of its own image).
+
+    Returns
+    -------
+    Tensor, scalar: mean of ``-log softmax(logits)[positive]`` over the queries.
+    """
+    q, k = F.normalize(q.float(), dim=1), F.normalize(k.float(), dim=1)
+    negatives = q @ queue.float().T
+    if ignore is not None:
+        negatives = negatives.masked_fill(ignore, float("-inf"))
+    logits = torch.cat([(q * k).sum(1, keepdim=True), negatives], 1) / temperature
+    return F.cross_entropy(logits, torch.zeros(q.shape[0], dtype=torch.long, device=q.device))
+
+
+class MoCo(MultiViewSSL):
+    """Momentum contrast, version 2 (MoCo v2).
+
+    Follows He, Fan, Wu, Xie & Girshick (CVPR 2020) with the v2 changes of
+    Chen, Fan, Girshick & He ("Improved Baselines with Momentum Contrastive
+    Learning", 2020): a two-layer MLP projection head, SimCLR-style
+    augmentation and temperature 0.2. A query encoder (backbone + head)
+    is trained so that each query matches the key of another view of its
+    image, computed by a key encoder whose weights are an exponential moving
+    average of the query encoder's, against a FIFO queue of keys from past
+    batches. ``transform`` returns the query backbone's features.
+
+    Small-data adaptations: the queue holds at most one key per training
+    image (``min(queue_size, n_samples)``) and a query never treats a queued
+    key of its own image as a negative (the queue records image indices); on
+    ImageNet neither case arises. MoCo's shuffling BN is not implemented:
+    it exists to give a query and its key batch statistics from different
+    GPUs' sub-batches; here both encoders normalise over the whole batch on
+    one device.
+
+    Parameters
+    ----------
+    projection_dim : int, default=128
+        Width of the keys and queries.
+    temperature : float, default=0.2
+    momentum : float, default=0.99
+        Key encoder EMA weight. The paper's 0.999 assumes ~10^6 steps (time
+        constant 1000 steps); a few thousand images give tens of steps per
+        epoch, where 0.99 lets the key encoder follow within about an epoch
+        or two while still changing slowly between consecutive keys.
+    queue_size : int, default=4096
+        Negative keys kept (the paper: 65536), capped at the training size.
+    augment : skssl.augment.Augment or None, default=None
+        ``None`` uses :meth:`skssl.augment.Augment.simclr`.
+    crop : {"random"}, default="random"
+    {common_parameters}
+
+    Attributes
+    ----------
+    {common_attributes}
+
+    Examples
+    --------
+    >>> from skssl.contrastive.moco import MoCo
+    >>> from skssl.datasets import load_digits_images
+    >>> X, y = load_digits_images(return_X_y=True)
+    >>> Z = MoCo(max_epochs=2, random_state=0).fit_transform(X[:200])
+    >>> Z.shape
+    (200, 128)
+    """
+
+    _params = {"projection_dim": 128, "temperature": 0.2, "momentum": 0.99, "queue_size": 4096, "max_epochs": 30}
+    _parameter_constraints = {
+        **MultiViewSSL._parameter_constraints,
+        "projection_dim": [Interval(Integral, 1, None, closed="left")],
+        "temperature": [Interval(Real, 0, None, closed="neither")],
+        "momentum": [Interval(Real, 0, 1, closed="both")],
+        "queue_size": [Interval(Integral, 1, None, closed="left")],
+    }
+
+    def _build_heads(self, feature_dim):
+        # MoCo v2's head: fc-ReLU-fc, no BatchNorm.
+        head = nn.Sequential(nn.Linear(feature_dim, feature_dim), nn.ReLU(inplace=True),
+                             nn.Linear(feature_dim, self.projection_dim))
+        return {"projector": head, "queue": Queue(min(self.queue_size, self._n_train), self.projection_dim)}
+
+    def _build_networks(self):
+        # The key encoder copies the backbone, which _build_heads does not see.
+        super()._build_networks()
+        self.networks_["key_backbone"] = frozen_copy(self.networks_["backbone"])
+        self.networks_["key_projector"] = frozen_copy(self.networks_["projector"])
+
+    def _loss(self, x):
+        x_q, x_k = self._views(x)
+        q = self.networks_["projector"](self._encode(x_q))
+        with torch.no_grad():
+            k = self.networks_["key_projector"](self.networks_["key_backbone"](self._standardize(x_k)))
+            k = F.normalize(k.float(), dim=1)
+        queue = self.networks_["queue"]
+        self._new_keys = k  # enqueued in _after_step: the loss's backward still reads the queue
+        ignore = queue.index[None, :] == self._batch_index[:, None]
+        return info_nce(q, k, queue.keys, self.temperature, ignore)
+
+    def _after_step(self):
+        nets = self.networks_
+        nets["queue"].enqueue(self.__dict__.pop("_new_keys"), self._batch_index)
+        ema_update_(nets["key_backbone"], nets["backbone"], self.momentum)
+        ema_update_(nets["key_projector"], nets["projector"], self.momentum)
