@@ -2,16 +2,10 @@
 
 import pytest
 import torch
-from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skssl.contrastive.barlow_twins import BarlowTwins, barlow_twins_loss
 from skssl.datasets import load_digits_images
 from skssl.evaluation import embedding_diagnostics
-
-
-@parametrize_with_checks([BarlowTwins(max_epochs=2, batch_size=16, projection_dim=8)])
-def test_sklearn_compatible(estimator, check):
-    check(estimator)
 
 
 # Columns with zero mean, unit (biased) variance, mutually orthogonal: C = I.

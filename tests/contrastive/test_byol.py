@@ -5,18 +5,12 @@ import math
 import numpy as np
 import pytest
 import torch
-from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skssl.contrastive import byol as byol_module
 from skssl.contrastive._momentum import cosine_momentum
 from skssl.contrastive.byol import BYOL, byol_loss
 from skssl.datasets import load_digits_images
 from skssl.evaluation import embedding_diagnostics
-
-
-@parametrize_with_checks([BYOL(max_epochs=2, batch_size=16, projection_dim=8, hidden_dim=16)])
-def test_sklearn_compatible(estimator, check):
-    check(estimator)
 
 
 def test_byol_loss_hand_computed():

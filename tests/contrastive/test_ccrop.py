@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 import torch
 from scipy import stats
-from sklearn.utils.estimator_checks import parametrize_with_checks
 from torch import nn
 
 from skssl import SimCLR
@@ -14,11 +13,6 @@ from skssl.contrastive.ccrop import feature_map_boxes, heatmap_boxes
 from skssl.datasets import load_digits_images
 
 FULL = torch.tensor([0.0, 0.0, 1.0, 1.0])
-
-
-@parametrize_with_checks([SimCLR(crop="contrastive", max_epochs=2, batch_size=16, crop_update_every=1, crop_warmup=0)])
-def test_sklearn_compatible(estimator, check):
-    check(estimator)
 
 
 # ------------------------------------------------------------------ boxes

@@ -5,18 +5,11 @@ import math
 import numpy as np
 import pytest
 import torch
-from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skssl.contrastive.instance_discrimination import InstanceDiscriminationSSL, instance_softmax_loss, nce_loss
 from skssl.datasets import load_digits_images
 from skssl.evaluation import embedding_diagnostics
 
-TINY = dict(max_epochs=2, batch_size=16, projection_dim=8, n_negatives=16)
-
-
-@parametrize_with_checks([InstanceDiscriminationSSL(loss="nce", **TINY)])
-def test_sklearn_compatible(estimator, check):
-    check(estimator)
 
 
 def test_nce_loss_hand_computed():

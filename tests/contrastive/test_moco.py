@@ -6,16 +6,10 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skssl.contrastive.moco import MoCo, info_nce
 from skssl.datasets import load_digits_images
 from skssl.evaluation import embedding_diagnostics
-
-
-@parametrize_with_checks([MoCo(max_epochs=2, batch_size=16, projection_dim=8, queue_size=32)])
-def test_sklearn_compatible(estimator, check):
-    check(estimator)
 
 
 def test_info_nce_hand_computed():

@@ -3,18 +3,11 @@
 import numpy as np
 import pytest
 import torch
-from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skssl.contrastive.pirl import PIRL
 from skssl.datasets import load_digits_images
 from skssl.evaluation import embedding_diagnostics
 
-TINY = dict(loss="nce", max_epochs=2, batch_size=16, projection_dim=8, n_negatives=16, n_permutations=4)
-
-
-@parametrize_with_checks([PIRL(**TINY)])
-def test_sklearn_compatible(estimator, check):
-    check(estimator)
 
 
 @pytest.fixture(scope="module")

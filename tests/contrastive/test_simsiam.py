@@ -4,16 +4,10 @@ import math
 
 import pytest
 import torch
-from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skssl.contrastive.simsiam import SimSiam, simsiam_loss
 from skssl.datasets import load_digits_images
 from skssl.evaluation import embedding_diagnostics
-
-
-@parametrize_with_checks([SimSiam(max_epochs=2, batch_size=16, projection_dim=8, predictor_hidden_dim=4)])
-def test_sklearn_compatible(estimator, check):
-    check(estimator)
 
 
 def test_simsiam_loss_hand_computed():

@@ -2,16 +2,10 @@
 
 import pytest
 import torch
-from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skssl.contrastive.vicreg import VICReg, vicreg_covariance, vicreg_loss, vicreg_variance
 from skssl.datasets import load_digits_images
 from skssl.evaluation import embedding_diagnostics
-
-
-@parametrize_with_checks([VICReg(max_epochs=2, batch_size=16, projection_dim=8)])
-def test_sklearn_compatible(estimator, check):
-    check(estimator)
 
 
 def test_variance_term_is_zero_when_every_std_exceeds_target():

@@ -3,15 +3,9 @@
 import numpy as np
 import pytest
 import torch
-from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skssl.datasets import load_digits_images
 from skssl.pretext.autoencoder import DenoisingAutoencoderSSL, corrupt
-
-
-@parametrize_with_checks([DenoisingAutoencoderSSL(max_epochs=2, batch_size=16)])
-def test_sklearn_compatible(estimator, check):
-    check(estimator)
 
 
 def test_masking_zeroes_the_requested_fraction_of_pixels_across_channels():

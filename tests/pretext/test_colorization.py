@@ -3,26 +3,10 @@
 import numpy as np
 import pytest
 import torch
-from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skssl.pretext.colorization import ColorizationSSL, lab_to_rgb, rgb_to_lab
 
 # The checks' 1- and 4-feature data are square counts, read as 1-channel images, which colorization refuses.
-GRAY = "sklearn's 1/4-feature check data is read as a one-channel image; colorization refuses grayscale by design"
-
-
-@parametrize_with_checks(
-    [ColorizationSSL(max_epochs=2, batch_size=16)],
-    expected_failed_checks=lambda est: {
-        "check_fit2d_1feature": GRAY,
-        "check_n_features_in_after_fitting": GRAY,
-        "check_positive_only_tag_during_fit": GRAY,
-    },
-)
-def test_sklearn_compatible(estimator, check):
-    check(estimator)
-
-
 def test_lab_of_reference_colours():
     rgb = torch.tensor([[1.0, 1.0, 1.0], [0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.5, 0.5, 0.5]]).view(4, 3, 1, 1)
     lab = rgb_to_lab(rgb).view(4, 3)

@@ -2,15 +2,9 @@
 
 import numpy as np
 import torch
-from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skssl.datasets import load_digits_images
 from skssl.pretext.context import NEIGHBOURS, RelativePositionSSL, position_pairs
-
-
-@parametrize_with_checks([RelativePositionSSL(max_epochs=2, batch_size=16)])
-def test_sklearn_compatible(estimator, check):
-    check(estimator)
 
 
 def test_pairs_join_the_centre_with_each_neighbour_and_label_its_position():

@@ -3,15 +3,9 @@
 import numpy as np
 import pytest
 from sklearn.metrics import normalized_mutual_info_score
-from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skssl.datasets import load_digits_images
 from skssl.pretext.deepcluster import DeepClusterSSL, split_empty_clusters, whiten_normalize
-
-
-@parametrize_with_checks([DeepClusterSSL(max_epochs=2, batch_size=16, n_clusters=4, pca_dim=4)])
-def test_sklearn_compatible(estimator, check):
-    check(estimator)
 
 
 def test_empty_clusters_take_half_of_the_largest():

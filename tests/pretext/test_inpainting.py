@@ -3,15 +3,9 @@
 import numpy as np
 import pytest
 import torch
-from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skssl.datasets import load_digits_images
 from skssl.pretext.inpainting import InpaintingSSL, masked_mse, region_masks
-
-
-@parametrize_with_checks([InpaintingSSL(max_epochs=2, batch_size=16)])
-def test_sklearn_compatible(estimator, check):
-    check(estimator)
 
 
 def test_center_mask_is_the_central_square_of_the_given_side():

@@ -3,16 +3,10 @@
 import numpy as np
 import pytest
 import torch
-from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skssl._tiles import max_hamming_permutations
 from skssl.datasets import load_digits_images
 from skssl.pretext.jigsaw import JigsawSSL, shuffle_tiles
-
-
-@parametrize_with_checks([JigsawSSL(max_epochs=2, batch_size=16, n_permutations=4)])
-def test_sklearn_compatible(estimator, check):
-    check(estimator)
 
 
 def test_shuffle_puts_the_permuted_tile_at_each_position():

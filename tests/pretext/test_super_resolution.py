@@ -3,15 +3,9 @@
 import numpy as np
 import pytest
 import torch
-from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skssl.datasets import load_digits_images
 from skssl.pretext.super_resolution import SuperResolutionSSL, degrade, psnr
-
-
-@parametrize_with_checks([SuperResolutionSSL(max_epochs=2, batch_size=16)])
-def test_sklearn_compatible(estimator, check):
-    check(estimator)
 
 
 def test_degrade_keeps_the_size_and_loses_detail():
