@@ -12,8 +12,11 @@ pickling and checkpointing cover it without method code. During a fit,
 ``self._step`` and ``self._total_steps`` count optimiser steps (for momentum
 schedules), ``self._batch_index`` holds the training-set indices of the
 current batch (memory banks, cluster labels), ``self._n_train`` the number of
-training images (set before ``_build_heads``) and ``self._generator`` is the
-seeded generator on the device.
+training images (set before ``_build_heads``), ``self._generator`` is the
+seeded generator on the device, and whatever a method puts in
+``self._epoch_metrics`` is added to the epoch's ``history_`` record.
+Networks are built in ``_build_heads``/``_build_networks`` from fitted
+attributes alone (never from data), so ``skssl.load`` can rebuild them.
 """
 
 import copy
@@ -394,7 +397,7 @@ class BaseSSL(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             try:
                 self._train(images, device, checkpoint, resume=not warm)
             finally:
-                for name in ("_generator", "_total_steps", "_step", "_batch_index", "_interrupted", "_data_key"):
+                for name in ("_generator", "_total_steps", "_step", "_batch_index", "_interrupted", "_data_key", "_epoch_metrics"):
                     self.__dict__.pop(name, None)
         self._n_features_out = self.embedding_dim_
         return self
@@ -441,6 +444,7 @@ class BaseSSL(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         epochs = tqdm(range(len(self.history_) - first_epoch, self.max_epochs), desc=type(self).__name__, disable=not self.verbose, leave=False)
         for epoch in epochs:
             start = time.perf_counter()
+            self._epoch_metrics = {}
             if all(torch.isfinite(t).all() for t in nets.state_dict().values() if t.is_floating_point()):
                 last_good = {k: t.detach().clone() for k, t in nets.state_dict().items()}
             self._before_epoch(images, len(self.history_))
@@ -474,6 +478,7 @@ class BaseSSL(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
                 if self._interrupted:
                     break
             record = {"epoch": len(self.history_) + 1, "loss": total.item() / max(done, 1), "seconds": time.perf_counter() - start}
+            record.update(self._epoch_metrics)
             if self._interrupted:
                 record.update(interrupted=True, batches=done)
             self.history_.append(record)
@@ -560,6 +565,17 @@ class BaseSSL(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         return self._map_batches(X, lambda x: self._encode(x, self.stage)).astype(np.float32, copy=False)
 
     # ---------------------------------------------------------- persistence
+    def save(self, path):
+        """Write the estimator to ``path`` as weights and plain data, without pickle.
+
+        Read it back with :func:`skssl.load`, which never runs code from the
+        file, so it is the format to share models in. Pickle and joblib also
+        work (for your own files, Pipelines and GridSearchCV).
+        """
+        from .persistence import save
+
+        save(self, path)
+
     def __getstate__(self):
         state = super().__getstate__()
         modules = {k: v for k, v in state.items() if isinstance(v, nn.Module)}
