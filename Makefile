@@ -20,7 +20,7 @@ demo: setup
 	$(PY) examples/quickstart.py
 
 test: setup
-	$(PY) -m pytest
+	$(PY) -m pytest -n auto
 
 clean:
 	rm -rf $(VENV) build *.egg-info

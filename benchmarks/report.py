@@ -1,0 +1,75 @@
+"""Write docs/benchmarks.md from the result files in benchmarks/results/."""
+
+import glob
+import json
+import os
+
+HERE = os.path.dirname(__file__)
+OUT = os.path.join(HERE, "..", "docs", "benchmarks.md")
+
+
+def fmt(value):
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def quality_table(result):
+    lines = [
+        f"### Quality on {result['dataset']}",
+        "",
+        f"Budget: {result['budget']}. Device: {result['device']} ({result['machine']}), torch {result['torch']}.",
+        "",
+    ]
+    if result["dataset"] == "digits":
+        baseline = next(r["10"] for r in result["rows"] if r["method"] == "raw pixels")
+        lines += ["| method | 1 / class | 5 / class | 10 / class | beats raw pixels at 10 | fit seconds |", "|---|---|---|---|---|---|"]
+        for r in result["rows"]:
+            if "skipped" in r:
+                lines.append(f"| {r['method']} | — | — | — | skipped: {r['skipped']} | |")
+                continue
+            verdict = "" if r["method"] == "raw pixels" else ("yes" if r["10"] > baseline else "no")
+            lines.append(f"| {r['method']} | {fmt(r['1'])} | {fmt(r['5'])} | {fmt(r['10'])} | {verdict} | {r['seconds']} |")
+    else:
+        baseline = next(r["linear_probe"] for r in result["rows"] if r["method"] == "raw pixels")
+        lines += ["| method | linear probe (test) | beats raw pixels | fit seconds |", "|---|---|---|---|"]
+        for r in result["rows"]:
+            if "skipped" in r:
+                lines.append(f"| {r['method']} | — | skipped: {r['skipped']} | |")
+                continue
+            verdict = "" if r["method"] == "raw pixels" else ("yes" if r["linear_probe"] > baseline else "no")
+            lines.append(f"| {r['method']} | {fmt(r['linear_probe'])} | {verdict} | {r['seconds']} |")
+    return lines + [""]
+
+
+def throughput_table(result):
+    lines = [
+        f"### Training throughput on {result['device']}",
+        "",
+        f"{result['setup']}; {result['machine']}, torch {result['torch']}. Ratio = skssl / hand-written loop (1.0: no overhead).",
+        "",
+        "| method | skssl images/s | hand-written images/s | ratio |",
+        "|---|---|---|---|",
+    ]
+    for r in result["rows"]:
+        lines.append(f"| {r['method']} | {r['skssl_images_per_s']} | {r['hand_images_per_s']} | {r['ratio']} |")
+    return lines + [""]
+
+
+def main():
+    lines = [
+        "# Benchmarks",
+        "",
+        "Every figure below was measured by the scripts in `benchmarks/` and written by",
+        "`python benchmarks/report.py`; rerun them to refresh this page.",
+        "",
+    ]
+    for path in sorted(glob.glob(os.path.join(HERE, "results", "*.json"))):
+        with open(path) as f:
+            result = json.load(f)
+        lines += (throughput_table if os.path.basename(path).startswith("throughput") else quality_table)(result)
+    with open(OUT, "w") as f:
+        f.write("\n".join(lines))
+    print("wrote", os.path.normpath(OUT))
+
+
+if __name__ == "__main__":
+    main()
