@@ -36,7 +36,7 @@ def methods(names):
     return [("RandomInit", RandomInit)] + [(cls.__name__, cls) for cls in chosen]
 
 
-def run(dataset, names, n_train, epochs, device):
+def run(dataset, names, n_train, epochs, device, save):
     if dataset == "digits":
         X, y = skssl.load_digits_images(return_X_y=True)
         X_test = y_test = None
@@ -53,8 +53,22 @@ def run(dataset, names, n_train, epochs, device):
             return {str(k): v for k, v in few_label_score(model, X, y, n_per_class=(1, 5, 10)).items()}
         return {"linear_probe": linear_probe_score(model, X, y, X_test=X_test, y_test=y_test)}
 
-    rows = [{"method": "raw pixels", "seconds": 0.0, **score(None)}]
-    print(rows[-1], flush=True)
+    rows = []
+    result = {
+        "dataset": dataset,
+        "budget": budget,
+        "device": device if device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"),
+        "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads",
+        "torch": torch.__version__,
+        "rows": rows,
+    }
+
+    def record(row):  # written after every method, so a long run that stops keeps its rows
+        rows.append(row)
+        print(row, flush=True)
+        save(result)
+
+    record({"method": "raw pixels", "seconds": 0.0, **score(None)})
     for name, cls in methods(names):
         params = dict(random_state=0, device=device)
         if dataset == "fashion":
@@ -63,20 +77,11 @@ def run(dataset, names, n_train, epochs, device):
         try:
             model = cls(**params).fit(X)
         except ValueError as exc:  # e.g. colorization on grayscale images
-            rows.append({"method": name, "skipped": str(exc)})
-            print(rows[-1], flush=True)
+            record({"method": name, "skipped": str(exc)})
             continue
         seconds = time.perf_counter() - start
-        rows.append({"method": name, "seconds": round(seconds, 1), "epochs": len(model.history_), **score(model)})
-        print(rows[-1], flush=True)
-    return {
-        "dataset": dataset,
-        "budget": budget,
-        "device": device if device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"),
-        "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads",
-        "torch": torch.__version__,
-        "rows": rows,
-    }
+        record({"method": name, "seconds": round(seconds, 1), "epochs": len(model.history_), **score(model)})
+    return result
 
 
 def main():
@@ -87,11 +92,14 @@ def main():
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
-    result = run(args.dataset, args.methods, args.n_train, args.epochs, args.device)
     os.makedirs(RESULTS, exist_ok=True)
     path = os.path.join(RESULTS, f"quality_{args.dataset}.json")
-    with open(path, "w") as f:
-        json.dump(result, f, indent=1)
+
+    def save(result):
+        with open(path, "w") as f:
+            json.dump(result, f, indent=1)
+
+    run(args.dataset, args.methods, args.n_train, args.epochs, args.device, save)
     print("wrote", path)
 
 

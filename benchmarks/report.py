@@ -37,6 +37,16 @@ def quality_table(result):
                 continue
             verdict = "" if r["method"] == "raw pixels" else ("yes" if r["linear_probe"] > baseline else "no")
             lines.append(f"| {r['method']} | {fmt(r['linear_probe'])} | {verdict} | {r['seconds']} |")
+    key = "10" if result["dataset"] == "digits" else "linear_probe"
+    scored = [r for r in result["rows"] if "skipped" not in r and r["method"] not in ("raw pixels", "RandomInit")]
+    random_init = next((r[key] for r in result["rows"] if r["method"] == "RandomInit" and key in r), None)
+    won = [r["method"] for r in scored if r[key] > baseline]
+    lost = [r["method"] for r in scored if r[key] <= baseline]
+    lines += ["", f"Beat raw pixels ({fmt(baseline)}): {', '.join(won) or 'none'}.", "",
+              f"Did not: {', '.join(lost) or 'none'}."]
+    if random_init is not None:
+        below = [r["method"] for r in scored if r[key] <= random_init]
+        lines += ["", f"At or below the untrained backbone ({fmt(random_init)}): {', '.join(below) or 'none'}."]
     return lines + [""]
 
 
@@ -50,7 +60,7 @@ def throughput_table(result):
         "|---|---|---|---|",
     ]
     for r in result["rows"]:
-        lines.append(f"| {r['method']} | {r['skssl_images_per_s']} | {r['hand_images_per_s']} | {r['ratio']} |")
+        lines.append(f"| {r['method']} | {r['skssl_images_per_s']} | {r.get('hand_images_per_s', '—')} | {r.get('ratio', '—')} |")
     return lines + [""]
 
 

@@ -39,8 +39,8 @@ def checkpoint_path(estimator, data_fingerprint):
     return os.path.join(estimator.checkpoint_dir, name)
 
 
-def save(path, state):
-    """Write atomically: a crash mid-write leaves the previous checkpoint intact."""
+def atomic_save(path, state):
+    """``torch.save`` atomically: a crash mid-write leaves the previous file intact."""
     directory = os.path.dirname(path) or "."
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".pt")

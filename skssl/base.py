@@ -494,7 +494,7 @@ class BaseSSL(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
                 self._save_checkpoint(checkpoint, optimizer, schedule)
 
     def _save_checkpoint(self, path, optimizer, schedule):
-        _checkpoint.save(path, {
+        _checkpoint.atomic_save(path, {
             "class": type(self).__name__,
             "parameter_key": _checkpoint.parameter_key(self),
             "data_key": self._data_key,

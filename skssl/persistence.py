@@ -23,13 +23,13 @@ import importlib
 import inspect
 import os
 import pkgutil
-import tempfile
 from dataclasses import fields
 
 import numpy as np
 import torch
 from torch import nn
 
+from ._checkpoint import atomic_save
 from .augment import Augment
 
 FORMAT = "skssl"
@@ -228,19 +228,7 @@ def save(estimator, path):
     if isinstance(params.get("backbone"), nn.Module):
         payload["backbone_state_dict"] = _cpu_state(params["backbone"])
 
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    atomic_save(os.fspath(path), payload)
 
 
 def _invalid(path, reason):

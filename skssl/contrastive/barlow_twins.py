@@ -70,11 +70,7 @@ class BarlowTwins(MultiViewSSL):
         ``projection_dim``: the paper's 5e-3 was tuned at ``d = 8192``, and
         ``1 / projection_dim`` is a sensible value when changing the width
         a lot.
-    augment : skssl.augment.Augment or None, default=None
-        ``None`` uses the SimCLR recipe scaled to the image size
-        (:meth:`skssl.augment.Augment.simclr`).
-    crop : {"random"}, default="random"
-        How the crop of each view is placed.
+    {view_parameters}
     {common_parameters}
 
     Attributes

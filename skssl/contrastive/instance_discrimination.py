@@ -94,9 +94,7 @@ class InstanceDiscriminationSSL(MultiViewSSL):
         embedding learns, which on small data sets makes the loss rise.
     n_negatives : int, default=4096
         Noise samples per step for ``loss="nce"``.
-    augment : skssl.augment.Augment or None, default=None
-        ``None`` uses :meth:`skssl.augment.Augment.simclr`.
-    crop : {"random"}, default="random"
+    {view_parameters}
     {common_parameters}
 
     Attributes

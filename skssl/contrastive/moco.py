@@ -69,9 +69,7 @@ class MoCo(MultiViewSSL):
         or two while still changing slowly between consecutive keys.
     queue_size : int, default=4096
         Negative keys kept (the paper: 65536), capped at the training size.
-    augment : skssl.augment.Augment or None, default=None
-        ``None`` uses :meth:`skssl.augment.Augment.simclr`.
-    crop : {"random"}, default="random"
+    {view_parameters}
     {common_parameters}
 
     Attributes

@@ -52,9 +52,7 @@ class PIRL(MultiViewSSL):
         Size of the set of tile orders.
     gap : float, default=0.1
         Fraction of each grid cell left out of its tile.
-    augment : skssl.augment.Augment or None, default=None
-        ``None`` uses :meth:`skssl.augment.Augment.simclr`.
-    crop : {"random"}, default="random"
+    {view_parameters}
     {common_parameters}
 
     Attributes

@@ -50,11 +50,7 @@ class SimSiam(MultiViewSSL):
     predictor_hidden_dim : int, default=128
         Bottleneck width of the predictor (paper: 512, a quarter of
         ``projection_dim``; the bottleneck is what the paper found to matter).
-    augment : skssl.augment.Augment or None, default=None
-        ``None`` uses the SimCLR recipe scaled to the image size
-        (:meth:`skssl.augment.Augment.simclr`).
-    crop : {"random"}, default="random"
-        How the crop of each view is placed.
+    {view_parameters}
     {common_parameters}
 
     Attributes

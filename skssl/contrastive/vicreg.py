@@ -93,11 +93,7 @@ class VICReg(MultiViewSSL):
         Weight of the off-diagonal covariance penalty (nu).
     target_std : float, default=1.0
         Standard deviation each dimension is kept above (gamma).
-    augment : skssl.augment.Augment or None, default=None
-        ``None`` uses the SimCLR recipe scaled to the image size
-        (:meth:`skssl.augment.Augment.simclr`).
-    crop : {"random"}, default="random"
-        How the crop of each view is placed.
+    {view_parameters}
     {common_parameters}
 
     Attributes

@@ -6,6 +6,7 @@ import torch
 from scipy import stats
 from torch import nn
 
+import skssl
 from skssl import SimCLR
 from skssl.augment import Augment, crop_flip_affine_matrices, symmetric_beta_ppf
 from skssl.contrastive._multiview import MultiViewSSL
@@ -184,3 +185,19 @@ def test_boxes_update_after_warmup_then_every_crop_update_every_epochs(monkeypat
     monkeypatch.setattr(MultiViewSSL, "_locate", spy)
     est.fit(X_DIGITS[:16])
     assert calls == [1, 3]
+
+
+MULTI_VIEW = [cls for cls in skssl.ESTIMATORS if issubclass(cls, MultiViewSSL)]
+
+
+@pytest.mark.parametrize("cls", MULTI_VIEW, ids=lambda c: c.__name__)
+def test_every_multi_view_method_takes_contrastive_crops(cls):
+    X = digits_in_corners(32)
+    est = cls(crop="contrastive", crop_warmup=1, crop_update_every=1, backbone=StrokeMap(),
+              max_epochs=2, batch_size=16, random_state=0).fit(X)
+    boxes = est.networks_["crop_boxes"].boxes
+    assert boxes.shape == (32, 4)
+    # The boxes came from the heatmaps: each lies in its digit's quarter of the canvas.
+    assert ((boxes[:, 2:] - boxes[:, :2]) <= 0.5 + 1e-6).all()
+    Z = est.transform(X)
+    assert Z.shape[0] == 32 and np.isfinite(Z).all()
