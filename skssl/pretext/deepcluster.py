@@ -75,8 +75,10 @@ class DeepClusterSSL(BaseSSL):
     each augmented image's cluster. The paper samples images uniformly over
     clusters so that big clusters do not dominate; here each image's cross
     entropy is weighted by the inverse size of its cluster, which is the same
-    objective in expectation. ``transform`` returns the backbone features
-    that are clustered.
+    objective in expectation. The optimiser's running moments for the
+    re-initialised layer are kept, not reset (the paper uses SGD, whose
+    momentum buffer it does not discuss). ``transform`` returns the backbone
+    features that are clustered.
 
     Parameters
     ----------
