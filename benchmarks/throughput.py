@@ -133,7 +133,7 @@ def main():
     for method in args.methods:
         # Alternate the two sides so that a slow spell of the machine hits both.
         fw_times, hand_times = [], []
-        for r in range(args.repeats):
+        for _ in range(args.repeats):
             fw_times += framework(method, nhwc, args.batch_size, args.epochs, args.backbone, device)
             if method in HAND_WRITTEN:
                 hand_times += hand_written(method, nchw, args.batch_size, args.epochs, args.backbone, device)

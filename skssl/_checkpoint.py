@@ -42,7 +42,6 @@ def checkpoint_path(estimator, data_fingerprint):
 def atomic_save(path, state):
     """``torch.save`` atomically: a crash mid-write leaves the previous file intact."""
     directory = os.path.dirname(path) or "."
-    os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".pt")
     try:
         with os.fdopen(fd, "wb") as f:

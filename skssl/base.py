@@ -494,6 +494,7 @@ class BaseSSL(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
                 self._save_checkpoint(checkpoint, optimizer, schedule)
 
     def _save_checkpoint(self, path, optimizer, schedule):
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
         _checkpoint.atomic_save(path, {
             "class": type(self).__name__,
             "parameter_key": _checkpoint.parameter_key(self),

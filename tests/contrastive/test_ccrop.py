@@ -197,7 +197,7 @@ def test_every_multi_view_method_takes_contrastive_crops(cls):
               max_epochs=2, batch_size=16, random_state=0).fit(X)
     boxes = est.networks_["crop_boxes"].boxes
     assert boxes.shape == (32, 4)
-    # The boxes came from the heatmaps: each lies in its digit's quarter of the canvas.
+    # The boxes came from the heatmaps: none is wider or taller than a digit's quarter of the canvas.
     assert ((boxes[:, 2:] - boxes[:, :2]) <= 0.5 + 1e-6).all()
     Z = est.transform(X)
     assert Z.shape[0] == 32 and np.isfinite(Z).all()
