@@ -23,15 +23,12 @@ import copy
 import inspect
 import math
 import os
-import signal
-import threading
-import time
 import warnings
-from contextlib import contextmanager
 from numbers import Integral, Real
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin, _fit_context
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
@@ -40,6 +37,9 @@ from torch import nn
 
 from . import _checkpoint
 from ._images import flatten_images, fit_scale, resize_to, resolve_image_shape, to_image_tensor, unit_range
+from ._sources import (STATS_SAMPLE, ArraySource, DatasetSource, TensorSource, is_streaming_input,
+                       item_to_tensor, resolve_num_workers, sample_index)
+from ._training import LOOP_NAMES, TrainingLoop
 from .augment import Augment
 from .backbones import BACKBONES, build_backbone
 
@@ -59,6 +59,8 @@ COMMON_PARAMS = {
     "verbose": False,
     "warm_start": False,
     "image_shape": None,
+    "image_size": None,
+    "num_workers": "auto",
     "checkpoint_dir": None,
     "checkpoint_every": 1,
 }
@@ -98,6 +100,17 @@ COMMON_DOC = """backbone : {"auto", "small_cnn", "resnet18"} or nn.Module, defau
         How to read rows of 2-D input. ``None`` infers it: a square feature
         count is a one-channel image, three times a square an RGB image, and
         anything else is zero-padded into the smallest square.
+    image_size : int or tuple (h, w), default=None
+        Size the network sees: every batch is resized to it on the device
+        (bilinear, antialiased when shrinking), so large images train at a
+        chosen compute budget. ``None`` keeps the input size (tiny images are
+        still upsampled to what the method needs). A torch Dataset whose
+        images differ in size is resized to it as it is read.
+    num_workers : int or "auto", default="auto"
+        DataLoader worker processes that read and decode images of a
+        streamed input (torch Dataset, image folder, memmap). ``"auto"``: the
+        machine's cores (up to 8) for Datasets, which decode, and 0 for
+        arrays. Arrays held in memory never use a DataLoader.
     checkpoint_dir : str or path, default=None
         Folder for training checkpoints. A new ``fit`` with the same
         parameters and data resumes from the checkpoint there instead of
@@ -154,44 +167,7 @@ def _make_init(params):
     return __init__
 
 
-@contextmanager
-def _sigint_sets_flag(estimator):
-    """Turn Ctrl-C into a flag the loop checks after each batch.
-
-    A second Ctrl-C raises KeyboardInterrupt at once. Outside the main thread
-    (where signal handlers cannot be installed) Ctrl-C arrives as a
-    KeyboardInterrupt, which the loop also treats as a stop request.
-    """
-    estimator._interrupted = False
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum, frame):
-        if estimator._interrupted:
-            raise KeyboardInterrupt
-        estimator._interrupted = True
-
-    previous = signal.signal(signal.SIGINT, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
-def _warmup_cosine(total_steps):
-    warmup = max(1, total_steps // 10)
-
-    def factor(step):
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = (step - warmup) / max(1, total_steps - warmup)
-        return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
-
-    return factor
-
-
-class BaseSSL(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+class BaseSSL(ClassNamePrefixFeaturesOutMixin, TransformerMixin, TrainingLoop, BaseEstimator):
     """Base class of every self-supervised estimator; not used directly."""
 
     _params = COMMON_PARAMS
@@ -209,6 +185,8 @@ class BaseSSL(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         "verbose": ["verbose"],
         "warm_start": ["boolean"],
         "image_shape": [tuple, list, None],
+        "image_size": [Interval(Integral, 1, None, closed="left"), tuple, list, None],
+        "num_workers": [StrOptions({"auto"}), Interval(Integral, 0, None, closed="left")],
         "checkpoint_dir": [str, os.PathLike, None],
         "checkpoint_every": [Interval(Integral, 1, None, closed="left")],
     }
@@ -217,6 +195,12 @@ class BaseSSL(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
+        clash = sorted(LOOP_NAMES & set(vars(cls)))
+        if clash:
+            raise TypeError(
+                f"{cls.__name__} defines {clash}, which would replace part of BaseSSL's training loop; "
+                "methods take part through the documented hooks. Rename the method."
+            )
         params = {}
         for klass in reversed(cls.__mro__):
             params.update(vars(klass).get("_params", {}))
@@ -251,9 +235,16 @@ class BaseSSL(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         check_is_fitted(self, "networks_")
         return self.networks_["backbone"]
 
-    def _augment(self, x):
-        """One random augmentation per image, drawn from the fit's seeded RNG."""
-        return self.augment_(x, self._generator)
+    def _augment(self, x, augment=None, **kwargs):
+        """One random augmentation per image, drawn from the fit's seeded RNG.
+
+        ``augment`` defaults to ``augment_``; ``kwargs`` go to its call (crop
+        ``boxes``, ``center_alpha``). Augmentation runs in fp32 with autocast
+        disabled: inside a bf16 region the blur's convolution and the
+        grayscale einsum would quantise every view to 8 bits of mantissa.
+        """
+        with torch.autocast(x.device.type, enabled=False):
+            return (augment or self.augment_)(x.float(), self._generator, **kwargs)
 
     def _standardize(self, x):
         """Unit-range images -> per-channel standardised network input."""
@@ -281,8 +272,15 @@ class BaseSSL(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
 
     def _check_input(self, X, reset):
-        """Validate X and return flat rows; on ``reset`` also fix ``image_shape_``."""
+        """Validate X; return flat rows (arrays in memory) or a source (everything else).
+
+        On ``reset`` also fix ``image_shape_``. Arrays in memory go through
+        scikit-learn's ``validate_data``; memmaps, h5py datasets and torch
+        Datasets are checked here without reading them whole.
+        """
         name = type(self).__name__
+        if is_streaming_input(X):
+            return self._check_source(X, reset)
         X, shape = flatten_images(X, self.image_shape, name)
         if not reset and shape is not None and shape != self.image_shape_:
             raise ValueError(f"X holds images of shape {shape} (h, w, c) but {name} was fitted on {self.image_shape_}.")
@@ -291,18 +289,76 @@ class BaseSSL(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             self.image_shape_ = shape or resolve_image_shape(self.image_shape, X.shape[1], name)
         return X
 
+    def _check_source(self, X, reset):
+        name = type(self).__name__
+        n = len(X) if isinstance(X, torch.utils.data.Dataset) else int(X.shape[0])
+        if n < (2 if reset else 1):
+            raise ValueError(f"Found array with {n} sample(s) (shape={getattr(X, 'shape', (n,))}) while a minimum of "
+                             f"{2 if reset else 1} is required by {name}.")
+        if isinstance(X, torch.utils.data.Dataset):
+            shape = self._dataset_image_shape(X)
+        else:
+            dtype = np.dtype(X.dtype)
+            if dtype.kind not in "uif":
+                raise ValueError(f"{name} expects numeric images; the array has dtype {dtype}.")
+            if len(X.shape) > 4:
+                raise ValueError(f"{name} expects 2-D, 3-D or 4-D arrays; got shape {tuple(X.shape)}.")
+            shape = tuple(int(s) for s in X.shape[1:]) + ((1,) if len(X.shape) == 3 else ())
+            if len(X.shape) == 2:
+                shape = resolve_image_shape(self.image_shape, shape[0], name) if reset else self.image_shape_
+        n_features = math.prod(shape)
+        if reset:
+            validate_data(self, X, reset=True, skip_check_array=True)  # clears feature names
+            self.n_features_in_ = int(X.shape[1]) if len(getattr(X, "shape", ())) == 2 else n_features
+            self.image_shape_ = shape
+        else:
+            check_is_fitted(self)
+            if shape != self.image_shape_:
+                raise ValueError(f"X holds images of shape {shape} (h, w, c) but {name} was fitted on {self.image_shape_}.")
+        if isinstance(X, torch.utils.data.Dataset):
+            return DatasetSource(X, self.image_shape_, getattr(self, "scale_", (0.0, 255.0)), resize=self.image_size is not None)
+        return ArraySource(X, self.image_shape_, getattr(self, "scale_", (0.0, 255.0)))
+
+    def _dataset_image_shape(self, dataset):
+        """Image shape of a Dataset's items: its first item's, or ``image_size`` with its channels."""
+        shape = getattr(dataset, "image_shape", None)
+        if shape is None:
+            first = item_to_tensor(dataset[0])
+            shape = (int(first.shape[1]), int(first.shape[2]), int(first.shape[0]))
+        if self.image_size is not None:
+            shape = (*self._image_size(), shape[2])
+        return tuple(shape)
+
+    def _image_size(self):
+        size = self.image_size
+        size = (size, size) if isinstance(size, Integral) else tuple(size)
+        if len(size) != 2 or not all(isinstance(s, Integral) and s >= 1 for s in size):
+            raise ValueError(f"image_size must be a positive int or (h, w); got {self.image_size!r}.")
+        return tuple(int(s) for s in size)
+
     def _images(self, X):
         return to_image_tensor(X, self.image_shape_, self.scale_)
 
+    def _source(self, X):
+        """The source of validated input: one tensor for arrays in memory, else X itself."""
+        if isinstance(X, np.ndarray) or not hasattr(X, "batches"):
+            return TensorSource(self._images(X))
+        X.scale = self.scale_
+        return X
+
     def _prepare(self, batch, device):
         """A stored batch -> unit-range float images on ``device`` at working size."""
-        x = resize_to(unit_range(batch.to(device, non_blocking=True)), self._min_image_size)
+        x = unit_range(batch.to(device, non_blocking=True))
+        if self.image_size is not None and tuple(x.shape[-2:]) != self._image_size():
+            x = F.interpolate(x, size=self._image_size(), mode="bilinear", align_corners=False,
+                              antialias=x.shape[-1] > self._image_size()[1])
+        x = resize_to(x, self._min_image_size)
         if device.type == "cuda":
             x = x.contiguous(memory_format=torch.channels_last)
         return x
 
     def _working_size(self):
-        h, w, _ = self.image_shape_
+        h, w = self._image_size() if self.image_size is not None else self.image_shape_[:2]
         return (max(h, self._min_image_size), max(w, self._min_image_size))
 
     # ------------------------------------------------------------- training
@@ -357,8 +413,10 @@ class BaseSSL(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n, h*w*c), (n, h, w) or (n, h, w, c)
-            Training images, uint8 or float.
+        X : array-like of shape (n, h*w*c), (n, h, w) or (n, h, w, c), or a torch Dataset
+            Training images, uint8 or float. Arrays in memory are copied into
+            one tensor; a memmap, an h5py dataset or a torch Dataset (such as
+            :class:`skssl.datasets.ImageFolder`) is read batch by batch.
         y : ignored
             Present for Pipeline compatibility; self-supervised training uses no labels.
 
@@ -371,15 +429,17 @@ class BaseSSL(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         X = self._check_input(X, reset=True)
         if warm and self.image_shape_ != shape_before:
             raise ValueError(f"warm_start=True but X has image shape {self.image_shape_}, the model was fitted on {shape_before}.")
+        streaming = not isinstance(X, np.ndarray)
         if not warm:
-            self.scale_ = fit_scale(X)
-        images = self._images(X)
+            self.scale_ = self._fit_scale(X) if streaming else fit_scale(X)
+        source = self._source(X)
         device = self._device()
         seed = int(check_random_state(self.random_state).randint(2**31 - 1))
         checkpoint = None
         if self.checkpoint_dir is not None:
-            self._data_key = _checkpoint.data_key(X)
+            self._data_key = _checkpoint.data_key(X) if not streaming else self._sampled_data_key(source)
             checkpoint = _checkpoint.checkpoint_path(self, self._data_key)
+        self._num_workers = resolve_num_workers(self.num_workers, source)
         cuda = [device] if device.type == "cuda" else []
         # All randomness of the fit (init, shuffles, augmentations, dropout)
         # comes from seeded global generators inside this fork; the caller's
@@ -388,156 +448,75 @@ class BaseSSL(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             torch.default_generator.manual_seed(seed)
             if cuda:
                 torch.cuda.manual_seed(seed)
-            self._n_train = images.shape[0]
+            self._n_train = len(source)
             if not warm:
-                self._initialise(images)
+                self._initialise(self._statistics_sample(source))
                 self.history_ = []
             self.augment_ = getattr(self, "augment", None) or self._default_augment(self._working_size(), self.image_shape_[2])
             self._generator = torch.Generator(device=device).manual_seed(seed)
             try:
-                self._train(images, device, checkpoint, resume=not warm)
+                if self._trains:
+                    self._loop_train(source, device, checkpoint, resume=not warm)
+                else:
+                    self.networks_.eval()
             finally:
-                for name in ("_generator", "_total_steps", "_step", "_batch_index", "_interrupted", "_data_key", "_epoch_metrics"):
+                for name in ("_generator", "_total_steps", "_step", "_batch_index", "_interrupted", "_data_key",
+                             "_epoch_metrics", "_num_workers"):
                     self.__dict__.pop(name, None)
         self._n_features_out = self.embedding_dim_
         return self
 
-    def _train(self, images, device, checkpoint, resume):
-        nets = self.networks_.to(device)
-        if device.type == "cuda":
-            nets.to(memory_format=torch.channels_last)
-            if images.element_size() * images.nelement() < 0.25 * torch.cuda.mem_get_info(device)[0]:
-                images = images.to(device)
-        batch_size = min(self.batch_size, images.shape[0])
-        state = _checkpoint.load(checkpoint, self, self._data_key) if resume and checkpoint and os.path.exists(checkpoint) else None
-        try:
-            with _sigint_sets_flag(self):
-                while True:
-                    try:
-                        return self._run_epochs(images, device, batch_size, checkpoint, state)
-                    except torch.OutOfMemoryError as exc:
-                        # Only the very first batch is retried: nothing has been learned yet.
-                        if self._step > 0 or batch_size <= 2:
-                            raise MemoryError(
-                                f"{type(self).__name__} ran out of {device} memory at batch_size={batch_size}. "
-                                "Use a smaller backbone, smaller images or precision='bf16'."
-                            ) from exc
-                        batch_size //= 2
-                        warnings.warn(f"Out of {device} memory at the first batch; retrying with batch_size={batch_size}.", stacklevel=4)
-                        if device.type == "cuda":
-                            torch.cuda.empty_cache()
-        finally:
-            nets.eval()
+    def _statistics_sample(self, source):
+        """Images the input statistics are computed on: all of them in memory, a seeded sample otherwise."""
+        if not source.streaming:
+            return source.images
+        h, w, c = source.image_shape
+        budget = max(64, (256 << 20) // (h * w * c * 4))  # at most ~256 MB as float32
+        return source.batch(torch.from_numpy(sample_index(len(source), min(STATS_SAMPLE, budget))))
 
-    def _run_epochs(self, images, device, batch_size, checkpoint, state):
-        from tqdm.auto import tqdm
+    def _fit_scale(self, source):
+        """``scale_`` of streamed input: uint8 is (0, 255); floats from a seeded sample of rows."""
+        if isinstance(source, ArraySource):
+            if np.dtype(source.array.dtype) == np.uint8:
+                return (0.0, 255.0)
+            return fit_scale(source.rows(sample_index(len(source), STATS_SAMPLE)).astype(np.float64))
+        first = item_to_tensor(source.dataset[0])
+        if first.dtype == torch.uint8:
+            return (0.0, 255.0)
+        source.scale = (0.0, 1.0)  # read floats as they are to find their range
+        sample = source.batch(torch.from_numpy(sample_index(len(source), 1024)))
+        return fit_scale(sample.double().numpy())
 
-        nets, n = self.networks_, images.shape[0]
-        steps = n // batch_size
-        optimizer = self._make_optimizer([p for p in nets.parameters() if p.requires_grad])
-        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup_cosine(steps * self.max_epochs))
-        self._total_steps, self._step = steps * self.max_epochs, 0
-        first_epoch = len(self.history_)
-        if state is not None:
-            self._restore(state, optimizer, schedule)
-        last_good = None
-        epochs = tqdm(range(len(self.history_) - first_epoch, self.max_epochs), desc=type(self).__name__, disable=not self.verbose, leave=False)
-        for epoch in epochs:
-            start = time.perf_counter()
-            self._epoch_metrics = {}
-            if all(torch.isfinite(t).all() for t in nets.state_dict().values() if t.is_floating_point()):
-                last_good = {k: t.detach().clone() for k, t in nets.state_dict().items()}
-            self._before_epoch(images, len(self.history_))
-            nets.train()
-            order = torch.randperm(n).to(images.device)
-            total, done = torch.zeros((), device=device), 0
-            for i in range(steps):
-                try:
-                    index = order[i * batch_size:(i + 1) * batch_size]
-                    self._batch_index = index.to(device)
-                    x = self._prepare(images[index], device)
-                    with self._autocast(device):
-                        loss = self._loss(x)
-                    if not torch.isfinite(loss):
-                        if last_good is not None:
-                            nets.load_state_dict(last_good)
-                        raise FloatingPointError(
-                            f"{type(self).__name__}: the loss became {loss.item()} at epoch {len(self.history_) + 1}, "
-                            f"batch {i + 1} (lr={self.lr}). Try a lower learning rate; the model keeps its last finite weights."
-                        )
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    optimizer.step()
-                    schedule.step()
-                    self._step += 1
-                    self._after_step()
-                    total += loss.detach().float()
-                    done += 1
-                except KeyboardInterrupt:
-                    self._interrupted = True
-                if self._interrupted:
-                    break
-            record = {"epoch": len(self.history_) + 1, "loss": total.item() / max(done, 1), "seconds": time.perf_counter() - start}
-            record.update(self._epoch_metrics)
-            if self._interrupted:
-                record.update(interrupted=True, batches=done)
-            self.history_.append(record)
-            epochs.set_postfix(loss=f"{record['loss']:.4f}")
-            if self._interrupted:
-                warnings.warn(
-                    f"{type(self).__name__}.fit interrupted in epoch {record['epoch']} after {done} of {steps} batches; "
-                    "the model keeps what it has learned so far.",
-                    stacklevel=5,
-                )
-                return
-            if checkpoint and ((epoch + 1) % self.checkpoint_every == 0 or epoch + 1 == self.max_epochs):
-                self._save_checkpoint(checkpoint, optimizer, schedule)
+    @staticmethod
+    def _sampled_data_key(source):
+        """Checkpoint fingerprint of streamed data: its size and shape plus a hash of sampled rows."""
+        import joblib
 
-    def _save_checkpoint(self, path, optimizer, schedule):
-        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-        _checkpoint.atomic_save(path, {
-            "class": type(self).__name__,
-            "parameter_key": _checkpoint.parameter_key(self),
-            "data_key": self._data_key,
-            "networks": self.networks_.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "schedule": schedule.state_dict(),
-            "history": self.history_,
-            "step": self._step,
-            "rng_cpu": torch.get_rng_state(),
-            "rng_device": self._generator.get_state(),
-            "rng_cuda": torch.cuda.get_rng_state() if self._generator.device.type == "cuda" else torch.empty(0),
-        })
-
-    def _restore(self, state, optimizer, schedule):
-        self.networks_.load_state_dict(state["networks"])
-        optimizer.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["schedule"])
-        self.history_ = list(state["history"])
-        self._step = state["step"]
-        torch.set_rng_state(state["rng_cpu"])
-        self._generator.set_state(state["rng_device"])
-        if self._generator.device.type == "cuda":
-            torch.cuda.set_rng_state(state["rng_cuda"])
+        rows = source.batch(torch.from_numpy(sample_index(len(source), 64, seed=1)))
+        return joblib.hash((len(source), source.image_shape, rows.numpy()))
 
     # ------------------------------------------------------------ inference
     def _map_batches(self, X, fn, batch_size=None):
-        """Apply ``fn(unit_images) -> tensor`` over validated rows X in eval mode; numpy out."""
-        return self._map_images(self._images(X), fn, batch_size)
+        """Apply ``fn(unit_images) -> tensor`` over validated input X in eval mode; numpy out."""
+        return self._map_images(self._source(X), fn, batch_size)
 
     def _map_images(self, images, fn, batch_size=None):
-        """Apply ``fn(unit_images) -> tensor`` over stored images in eval mode; numpy out.
+        """Apply ``fn(unit_images) -> tensor`` over stored images or a source in eval mode; numpy out.
 
         Running out of memory halves the batch size (down to one image).
         """
+        source = images if hasattr(images, "batches") else TensorSource(images)
         device = self._device()
         self.networks_.to(device).eval()
         batch_size = batch_size or self.batch_size
+        workers = getattr(self, "_num_workers", None)
+        workers = resolve_num_workers(self.num_workers, source) if workers is None else workers
         while True:
             try:
                 outputs = []
+                batches = source.batches(torch.arange(len(source)).split(batch_size), workers, device.type == "cuda")
                 with torch.inference_mode(), self._autocast(device):
-                    for chunk in images.split(batch_size):
+                    for _, chunk in batches:
                         outputs.append(fn(self._prepare(chunk, device)).float().cpu())
                 return torch.cat(outputs).numpy()
             except torch.OutOfMemoryError:
@@ -553,7 +532,7 @@ class BaseSSL(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n, h*w*c), (n, h, w) or (n, h, w, c)
+        X : array-like of shape (n, h*w*c), (n, h, w) or (n, h, w, c), or a torch Dataset
 
         Returns
         -------

@@ -29,5 +29,4 @@ class RandomInit(BaseSSL):
     (1797, 128)
     """
 
-    def _train(self, images, device, checkpoint, resume):
-        self.networks_.eval()
+    _trains = False

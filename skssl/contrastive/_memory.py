@@ -31,7 +31,10 @@ class MemoryBank(nn.Module):
         which the estimator seeds).
     log_z : Tensor, scalar
         NCE's normalising constant ``log Z``, estimated once from the first
-        batch (:meth:`log_normaliser`); NaN until then.
+        batch (:meth:`log_normaliser`); 0 until then.
+    log_z_known : BoolTensor, scalar
+        Whether ``log_z`` has been estimated. (A NaN placeholder would keep
+        the fit from ever recording its last finite weights.)
     """
 
     def __init__(self, n_rows, dim):
@@ -39,7 +42,16 @@ class MemoryBank(nn.Module):
         if n_rows < 1 or dim < 1:
             raise ValueError(f"MemoryBank needs n_rows >= 1 and dim >= 1; got {n_rows}, {dim}.")
         self.register_buffer("features", F.normalize(torch.randn(n_rows, dim), dim=1))
-        self.register_buffer("log_z", torch.tensor(float("nan")))
+        self.register_buffer("log_z", torch.tensor(0.0))
+        self.register_buffer("log_z_known", torch.tensor(False))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # Files written before log_z_known existed marked an unknown log Z as NaN.
+        if prefix + "log_z" in state_dict and prefix + "log_z_known" not in state_dict:
+            log_z = state_dict[prefix + "log_z"]
+            state_dict[prefix + "log_z_known"] = torch.isfinite(log_z)
+            state_dict[prefix + "log_z"] = torch.nan_to_num(log_z, nan=0.0)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def __len__(self):
         return self.features.shape[0]
@@ -81,7 +93,8 @@ class MemoryBank(nn.Module):
         """
         logits = logits.detach().float()
         estimate = math.log(len(self)) + torch.logsumexp(logits.flatten(), 0) - math.log(logits.numel())
-        self.log_z.copy_(torch.where(torch.isnan(self.log_z), estimate, self.log_z))
+        self.log_z.copy_(torch.where(self.log_z_known, self.log_z, estimate))
+        self.log_z_known.fill_(True)
         return self.log_z
 
 

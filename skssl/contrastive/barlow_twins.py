@@ -7,8 +7,10 @@ from sklearn.utils._param_validation import Interval
 
 from ._multiview import MultiViewSSL
 from ..heads import mlp
+from ..losses import fp32_loss
 
 
+@fp32_loss
 def barlow_twins_loss(z1, z2, lambd=5e-3, eps=1e-5):
     """Barlow Twins' redundancy-reduction loss.
 

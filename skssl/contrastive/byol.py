@@ -9,8 +9,10 @@ from sklearn.utils._param_validation import Interval
 from ._momentum import cosine_momentum, ema_update_, frozen_copy
 from ._multiview import MultiViewSSL
 from ..heads import mlp
+from ..losses import fp32_loss
 
 
+@fp32_loss
 def byol_loss(p, z):
     """BYOL's regression loss ``2 - 2 cos(p, z)``, averaged over the batch.
 

@@ -10,8 +10,10 @@ from torch import nn
 
 from ._memory import MemoryBank
 from ._multiview import MultiViewSSL
+from ..losses import fp32_loss
 
 
+@fp32_loss
 def nce_loss(positive, negatives, log_z, n_data, ignore=None):
     """NPID's noise-contrastive estimation loss (Wu et al. 2018, eq. 6-7).
 
@@ -48,6 +50,7 @@ def nce_loss(positive, negatives, log_z, n_data, ignore=None):
     return (loss_pos + loss_neg.sum(1)).mean()
 
 
+@fp32_loss
 def bank_nce_loss(anchor, bank, index, n_negatives, temperature, generator):
     """NCE of unit ``anchor`` rows against their own bank rows and sampled bank rows.
 
@@ -60,6 +63,7 @@ def bank_nce_loss(anchor, bank, index, n_negatives, temperature, generator):
     return nce_loss(positive, negatives, log_z, len(bank), ignore=noise[None, :] == index[:, None])
 
 
+@fp32_loss
 def instance_softmax_loss(anchor, bank_features, index, temperature):
     """NPID's non-parametric softmax: ``-log softmax(anchor @ bank.T / T)[own row]``."""
     return F.cross_entropy(anchor.float() @ bank_features.T / temperature, index)
@@ -138,7 +142,7 @@ class InstanceDiscriminationSSL(MultiViewSSL):
     def _before_epoch(self, images, epoch):
         super()._before_epoch(images, epoch)  # ContrastiveCrop's box refresh
         bank = self.networks_["memory"]
-        if len(bank) != images.shape[0]:
+        if len(bank) != len(images):
             bank.fill(torch.from_numpy(self._map_images(images, self._embed)))
 
     def _loss(self, x):

@@ -10,8 +10,10 @@ from torch import nn
 from ._memory import Queue
 from ._momentum import ema_update_, frozen_copy
 from ._multiview import MultiViewSSL
+from ..losses import fp32_loss
 
 
+@fp32_loss
 def info_nce(q, k, queue, temperature, ignore=None):
     """MoCo's InfoNCE: each query against its key (positive) and the queued keys (negatives).
 

@@ -104,7 +104,7 @@ class PIRL(MultiViewSSL):
     def _before_epoch(self, images, epoch):
         super()._before_epoch(images, epoch)  # ContrastiveCrop's box refresh
         bank = self.networks_["memory"]
-        if len(bank) != images.shape[0]:  # warm start on a set of another size
+        if len(bank) != len(images):  # warm start on a set of another size
             bank.fill(torch.from_numpy(self._map_images(images, self._image_embedding)))
 
     def _contrast(self, anchor):

@@ -8,8 +8,10 @@ from sklearn.utils._param_validation import Interval
 
 from ._multiview import MultiViewSSL
 from ..heads import mlp
+from ..losses import fp32_loss
 
 
+@fp32_loss
 def simsiam_loss(p, z):
     """SimSiam's negative cosine similarity ``-cos(p, stopgrad(z))``, batch mean.
 

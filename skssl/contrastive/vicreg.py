@@ -8,6 +8,7 @@ from sklearn.utils._param_validation import Interval
 
 from ._multiview import MultiViewSSL
 from ..heads import mlp
+from ..losses import fp32_loss
 
 
 def _check_batch(z, name):
@@ -15,6 +16,7 @@ def _check_batch(z, name):
         raise ValueError(f"{name} expects an (n, d) tensor with n >= 2, got shape {tuple(z.shape)}.")
 
 
+@fp32_loss
 def vicreg_variance(z, target=1.0, eps=1e-4):
     """Hinge on each dimension's batch standard deviation: ``mean_j relu(target - std_j)``.
 
@@ -26,6 +28,7 @@ def vicreg_variance(z, target=1.0, eps=1e-4):
     return F.relu(target - std).mean()
 
 
+@fp32_loss
 def vicreg_covariance(z):
     """Sum of squared off-diagonal entries of the batch covariance, divided by ``d``."""
     _check_batch(z, "vicreg_covariance")
@@ -36,6 +39,7 @@ def vicreg_covariance(z):
     return (cov.pow(2).sum() - torch.diagonal(cov).pow(2).sum()) / d
 
 
+@fp32_loss
 def vicreg_loss(z1, z2, invariance_weight=25.0, variance_weight=25.0, covariance_weight=1.0,
                 target_std=1.0, eps=1e-4):
     """VICReg's loss on the expander outputs of two views (Bardes et al. 2022, eq. 6).

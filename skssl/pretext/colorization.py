@@ -114,7 +114,7 @@ class ColorizationSSL(BaseSSL):
         ndim = np.asarray(X).ndim if isinstance(X, (list, tuple)) else getattr(X, "ndim", 2)
         X = super()._check_input(X, reset)
         if reset:
-            self.image_shape_ = colour_image_shape(self.image_shape_, X.shape[1], ndim, type(self).__name__)
+            self.image_shape_ = colour_image_shape(self.image_shape_, self.n_features_in_, ndim, type(self).__name__)
         return X
 
     def _initialise(self, images):

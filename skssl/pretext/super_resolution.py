@@ -99,13 +99,13 @@ class SuperResolutionSSL(BaseSSL):
             return self.networks_["discriminator"].trunk(self._standardize(x), stage)
         return super()._encode(x, stage)
 
-    def _restore(self, x):
+    def _super_resolve(self, x):
         """Standardised super-resolved images from unit-range originals ``x``."""
         upsampled = self._standardize(degrade(x, self.scale))
         return upsampled + self.networks_["decoder"](self.backbone_.feature_maps(upsampled, -1))
 
     def _loss(self, x):
-        real, fake = self._standardize(x), self._restore(x)
+        real, fake = self._standardize(x), self._super_resolve(x)
         discriminator = self.networks_["discriminator"]
         maps_real, logits_real = discriminator(real, return_maps=True)
         loss_d = F.softplus(-logits_real).mean() + F.softplus(discriminator(fake.detach())).mean()
@@ -122,7 +122,7 @@ class SuperResolutionSSL(BaseSSL):
         """Mean PSNR (dB, higher is better) of the super-resolved ``X`` against the originals."""
         std = torch.as_tensor(self.channel_std_).view(1, -1, 1, 1)
         mean = torch.as_tensor(self.channel_mean_).view(1, -1, 1, 1)
-        return self._psnr(X, lambda x: self._restore(x) * std.to(x.device) + mean.to(x.device))
+        return self._psnr(X, lambda x: self._super_resolve(x) * std.to(x.device) + mean.to(x.device))
 
     def baseline_score(self, X, mode="bilinear"):
         """Mean PSNR (dB) of plain ``mode`` ("bilinear" or "bicubic") upsampling, for comparison."""

@@ -1,0 +1,256 @@
+"""Where training images come from: one interface for every kind of input.
+
+A source has a length, an image shape ``(h, w, c)`` and gives a batch of
+stored images by index: a ``(b, c, h, w)`` tensor, uint8 or float32 in the
+unit range (see :func:`skssl._images.unit_range`). Scaling to the unit range
+and standardisation happen on the device, in the estimator, so methods never
+know which source they train on.
+
+- :class:`TensorSource`: images already in memory as one tensor; batches are
+  index slices and no DataLoader is involved (the fast path for arrays).
+- :class:`ArraySource`: an array-like that is not in memory (``np.memmap``,
+  an h5py dataset, ...); rows are read batch by batch, in sorted index order
+  (h5py needs increasing indices) and put back in the requested order.
+- :class:`DatasetSource`: a ``torch.utils.data.Dataset`` of images or
+  ``(image, label)`` pairs (labels ignored), decoded in DataLoader workers.
+
+Streaming sources iterate through a DataLoader whose every item is a whole
+batch (``batch_size=None``), so one worker reads one batch, with pinned
+memory on CUDA.
+"""
+
+import math
+import os
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ._images import _scale, to_image_tensor
+
+# Images read to fit the input statistics of a streamed training set.
+STATS_SAMPLE = 10_000
+
+
+class TensorSource:
+    """Stored ``(n, c, h, w)`` images in one tensor (uint8 or unit-range float32)."""
+
+    streaming = False
+
+    def __init__(self, images):
+        self.images = images
+        self.image_shape = (images.shape[2], images.shape[3], images.shape[1])
+
+    @property
+    def shape(self):
+        return (len(self), math.prod(self.image_shape))
+
+    def __len__(self):
+        return self.images.shape[0]
+
+    def batch(self, index):
+        return self.images[index]
+
+    def batches(self, index_batches, num_workers=0, pin_memory=False):
+        for index in index_batches:
+            yield index, self.images[index.to(self.images.device)]
+
+    def nbytes(self):
+        return self.images.element_size() * self.images.nelement()
+
+
+class _StreamingSource:
+    """Shared DataLoader plumbing of sources that read from outside memory."""
+
+    streaming = True
+
+    @property
+    def shape(self):
+        return (len(self), math.prod(self.image_shape))
+
+    def batches(self, index_batches, num_workers=0, pin_memory=False):
+        index_batches = list(index_batches)
+        if num_workers == 0:
+            for index in index_batches:
+                yield index, self.batch(index)
+            return
+        loader = torch.utils.data.DataLoader(
+            _BatchReader(self), batch_size=None, sampler=index_batches, num_workers=num_workers,
+            pin_memory=pin_memory, persistent_workers=False, prefetch_factor=2,
+        )
+        yield from zip(index_batches, loader)
+
+
+class _BatchReader(torch.utils.data.Dataset):
+    # The sampler yields whole index batches; each worker reads one batch.
+    def __init__(self, source):
+        self.source = source
+
+    def __getitem__(self, index):
+        return self.source.batch(index)
+
+    def __len__(self):
+        return len(self.source)
+
+
+class ArraySource(_StreamingSource):
+    """An array-like of images read batch by batch, never whole.
+
+    Parameters
+    ----------
+    array : array-like of shape (n, features), (n, h, w) or (n, h, w, c)
+        Anything with ``shape``, ``dtype`` and integer-array indexing.
+    image_shape : tuple (h, w, c)
+        How each row is read.
+    scale : tuple (low, high)
+        Input range mapped to [0, 1].
+    """
+
+    def __init__(self, array, image_shape, scale):
+        self.array, self.image_shape, self.scale = array, tuple(image_shape), tuple(scale)
+
+    def __len__(self):
+        return int(self.array.shape[0])
+
+    def rows(self, index):
+        """Rows ``index`` as a 2-D ndarray, read in increasing order."""
+        index = np.asarray(index, dtype=np.int64)
+        order = np.argsort(index, kind="stable")
+        unique, inverse = np.unique(index[order], return_inverse=True)
+        block = np.asarray(self.array[unique])  # h5py: increasing, no repeats
+        rows = np.empty((len(index),) + block.shape[1:], dtype=block.dtype)
+        rows[order] = block[inverse]
+        rows = rows.reshape(len(index), -1)
+        if rows.dtype.kind == "f" and not np.isfinite(rows).all():
+            bad = index[~np.isfinite(rows).all(axis=1)][:5]
+            raise ValueError(f"Input contains NaN or infinity in rows {bad.tolist()} of the array.")
+        return rows
+
+    def batch(self, index):
+        index = index.numpy() if torch.is_tensor(index) else index
+        return to_image_tensor(self.rows(index), self.image_shape, self.scale)
+
+
+class DatasetSource(_StreamingSource):
+    """A torch Dataset of images (PIL, ``(c, h, w)`` tensors or ``(h, w, c)`` arrays).
+
+    Items may be ``(image, label)`` tuples; the label is ignored. Every image
+    is brought to ``image_shape`` (resized when ``resize`` is set, else it
+    must already have that size).
+    """
+
+    def __init__(self, dataset, image_shape, scale, resize=False):
+        self.dataset, self.image_shape, self.scale, self.resize = dataset, tuple(image_shape), tuple(scale), resize
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def batch(self, index):
+        index = index.tolist() if torch.is_tensor(index) else list(index)
+        read = getattr(self.dataset, "read_image", None)
+        images = [read(i) if read is not None else item_to_tensor(self.dataset[i]) for i in index]
+        h, w, c = self.image_shape
+        out = []
+        for i, image in zip(index, images):
+            if image.shape[0] != c:
+                raise ValueError(f"Item {i} of the dataset has {image.shape[0]} channel(s), the others {c}.")
+            if tuple(image.shape[1:]) != (h, w):
+                if not self.resize:
+                    raise ValueError(
+                        f"Item {i} of the dataset is {image.shape[1]}x{image.shape[2]} pixels but the first was "
+                        f"{h}x{w}; set image_size to train on images of different sizes."
+                    )
+                image = resize_shorter_and_crop(image, (h, w))
+            out.append(image)
+        batch = torch.stack(out)
+        if batch.dtype == torch.uint8 and self.scale == (0.0, 255.0):
+            return batch
+        return torch.from_numpy(_scale(batch.double().numpy(), *self.scale))
+
+
+def item_to_tensor(item):
+    """A dataset item (image or ``(image, label, ...)``) as a ``(c, h, w)`` tensor."""
+    if isinstance(item, (tuple, list)):
+        if not item:
+            raise ValueError("A dataset item is an empty tuple; expected an image or (image, label).")
+        item = item[0]
+    if torch.is_tensor(item):
+        t = item.detach().cpu()
+        if t.ndim == 2:
+            t = t[None]
+        if t.ndim != 3:
+            raise ValueError(f"A dataset item is a tensor of shape {tuple(t.shape)}; expected (c, h, w) or (h, w).")
+        return t if t.dtype == torch.uint8 else t.float()
+    if hasattr(item, "mode") and hasattr(item, "size"):  # PIL image
+        if item.mode not in ("L", "RGB"):
+            item = item.convert("RGB")
+        item = np.asarray(item)
+    a = np.asarray(item)
+    if a.ndim == 2:
+        a = a[:, :, None]
+    if a.ndim != 3 or a.dtype.kind not in "uif":
+        raise ValueError(f"A dataset item of shape {a.shape} and dtype {a.dtype} is not an (h, w[, c]) image.")
+    t = torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))
+    return t if t.dtype == torch.uint8 else t.float()
+
+
+def resize_shorter_and_crop(image, size):
+    """Resize a ``(c, h, w)`` image so it covers ``size`` (shorter side first), then centre-crop."""
+    h, w = image.shape[-2:]
+    th, tw = size
+    factor = max(th / h, tw / w)
+    nh, nw = max(th, round(h * factor)), max(tw, round(w * factor))
+    dtype = image.dtype
+    x = F.interpolate(image[None].float(), size=(nh, nw), mode="bilinear", align_corners=False,
+                      antialias=factor < 1)[0]
+    top, left = (nh - th) // 2, (nw - tw) // 2
+    x = x[:, top:top + th, left:left + tw]
+    return x.round().clamp(0, 255).to(torch.uint8) if dtype == torch.uint8 else x
+
+
+def is_streaming_input(X):
+    """True for inputs that are read batch by batch instead of copied into memory."""
+    if isinstance(X, torch.utils.data.Dataset):
+        return True
+    if isinstance(X, np.memmap):
+        return getattr(X, "_mmap", None) is not None  # a fancy-indexed copy is in memory
+    if isinstance(X, (np.ndarray, list, tuple)) or torch.is_tensor(X):
+        return False
+    try:
+        import scipy.sparse as sp
+
+        if sp.issparse(X):
+            return False
+    except ImportError:  # pragma: no cover
+        pass
+    return all(hasattr(X, a) for a in ("shape", "dtype", "__getitem__")) and len(getattr(X, "shape", ())) >= 2
+
+
+def sample_index(n, size, seed=0):
+    """A sorted seeded sample of ``min(n, size)`` row indices (all of them when n <= size)."""
+    if n <= size:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, size, replace=False))
+
+
+def resolve_num_workers(num_workers, source):
+    """``"auto"``: the machine's cores (at most 8) where images are decoded, 0 for arrays."""
+    if num_workers != "auto":
+        return int(num_workers)
+    if not isinstance(source, DatasetSource):
+        return 0
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - macOS, Windows
+        cores = os.cpu_count() or 1
+    return min(cores, 8)
+
+
+def check_integral_index(index):
+    index = np.asarray(index)
+    if index.dtype == bool:
+        return np.flatnonzero(index)
+    if not np.issubdtype(index.dtype, np.integer):
+        raise IndexError(f"Only integer or boolean arrays index images; got dtype {index.dtype}.")
+    return index.astype(np.int64)
+

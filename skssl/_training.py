@@ -1,0 +1,217 @@
+"""The one training loop every estimator shares.
+
+:class:`TrainingLoop` is mixed into :class:`skssl.base.BaseSSL`. Its methods
+all start with ``_loop_``, and a method class may not define a name with that
+prefix (``BaseSSL.__init_subclass__`` refuses it), so a method's own helper can
+never shadow part of the loop by accident. Methods take part through the hooks
+documented in :mod:`skssl.base`.
+
+The loop reads batches from a source (:mod:`skssl._sources`): slices of one
+tensor for arrays in memory, a DataLoader for everything else. One seeded
+permutation orders every epoch whatever the source, so a memmap trains on
+exactly the batches the same array in memory would.
+"""
+
+import math
+import os
+import signal
+import threading
+import time
+import warnings
+from contextlib import contextmanager
+
+import torch
+
+from . import _checkpoint
+
+
+@contextmanager
+def _sigint_sets_flag(estimator):
+    """Turn Ctrl-C into a flag the loop checks after each batch.
+
+    A second Ctrl-C raises KeyboardInterrupt at once. Outside the main thread
+    (where signal handlers cannot be installed) Ctrl-C arrives as a
+    KeyboardInterrupt, which the loop also treats as a stop request.
+    """
+    estimator._interrupted = False
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        if estimator._interrupted:
+            raise KeyboardInterrupt
+        estimator._interrupted = True
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _warmup_cosine(total_steps):
+    warmup = max(1, total_steps // 10)
+
+    def factor(step):
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total_steps - warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+    return factor
+
+
+def _all_finite(state):
+    return all(torch.isfinite(t).all() for t in state.values() if t.is_floating_point())
+
+
+class TrainingLoop:
+    """Optimiser, schedule, autocast, checkpoints, interrupts and OOM back-off."""
+
+    # A class that learns nothing (the random-init baseline) sets this to False.
+    _trains = True
+
+    def _loop_train(self, source, device, checkpoint, resume):
+        nets = self.networks_.to(device)
+        if device.type == "cuda":
+            nets.to(memory_format=torch.channels_last)
+            source = self._loop_to_device(source, device)
+        batch_size = min(self.batch_size, len(source))
+        state = None
+        if resume and checkpoint and os.path.exists(checkpoint):
+            state = _checkpoint.load(checkpoint, self, self._data_key)
+        try:
+            with _sigint_sets_flag(self):
+                while True:
+                    try:
+                        return self._loop_epochs(source, device, batch_size, checkpoint, state)
+                    except torch.OutOfMemoryError as exc:
+                        # Only the very first batch is retried: nothing has been learned yet.
+                        if self._step > 0 or batch_size <= 2:
+                            raise MemoryError(
+                                f"{type(self).__name__} ran out of {device} memory at batch_size={batch_size}. "
+                                "Use a smaller backbone, smaller images (image_size) or precision='bf16'."
+                            ) from exc
+                        batch_size //= 2
+                        warnings.warn(f"Out of {device} memory at the first batch; retrying with batch_size={batch_size}.", stacklevel=4)
+                        if device.type == "cuda":
+                            torch.cuda.empty_cache()
+        finally:
+            nets.eval()
+
+    @staticmethod
+    def _loop_to_device(source, device):
+        """Keep in-memory images on the GPU (as uint8 when they are) when they take < 1/4 of its free memory."""
+        from ._sources import TensorSource
+
+        if isinstance(source, TensorSource) and source.nbytes() < 0.25 * torch.cuda.mem_get_info(device)[0]:
+            return TensorSource(source.images.to(device))
+        return source
+
+    def _loop_epochs(self, source, device, batch_size, checkpoint, state):
+        from tqdm.auto import tqdm
+
+        nets, n = self.networks_, len(source)
+        steps = n // batch_size
+        optimizer = self._make_optimizer([p for p in nets.parameters() if p.requires_grad])
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup_cosine(steps * self.max_epochs))
+        self._total_steps, self._step = steps * self.max_epochs, 0
+        first_epoch = len(self.history_)
+        if state is not None:
+            self._loop_restore(state, optimizer, schedule)
+        last_good = None
+        pin = device.type == "cuda"
+        epochs = tqdm(range(len(self.history_) - first_epoch, self.max_epochs), desc=type(self).__name__,
+                      disable=not self.verbose, leave=False)
+        for epoch in epochs:
+            start = time.perf_counter()
+            self._epoch_metrics = {}
+            # Every float of the state must be finite, buffers included (BatchNorm's
+            # running statistics diverge too); bookkeeping buffers are kept finite.
+            if _all_finite(nets.state_dict()):
+                last_good = {k: t.detach().clone() for k, t in nets.state_dict().items()}
+            self._before_epoch(source, len(self.history_))
+            nets.train()
+            order = torch.randperm(n)
+            batches = source.batches((order[i * batch_size:(i + 1) * batch_size] for i in range(steps)),
+                                     self._num_workers, pin)
+            total, done = torch.zeros((), device=device), 0
+            try:
+                for index, stored in batches:
+                    try:
+                        self._batch_index = index.to(device)
+                        loss = self._loop_step(self._prepare(stored, device), device, optimizer, schedule, last_good, done)
+                        total += loss.detach().float()
+                        done += 1
+                    except KeyboardInterrupt:
+                        self._interrupted = True
+                    if self._interrupted:
+                        break
+            finally:
+                getattr(batches, "close", lambda: None)()  # stops DataLoader workers at once
+            record = {"epoch": len(self.history_) + 1, "loss": total.item() / max(done, 1), "seconds": time.perf_counter() - start}
+            record.update(self._epoch_metrics)
+            if self._interrupted:
+                record.update(interrupted=True, batches=done)
+            self.history_.append(record)
+            epochs.set_postfix(loss=f"{record['loss']:.4f}")
+            if self._interrupted:
+                warnings.warn(
+                    f"{type(self).__name__}.fit interrupted in epoch {record['epoch']} after {done} of {steps} batches; "
+                    "the model keeps what it has learned so far.",
+                    stacklevel=5,
+                )
+                return
+            if checkpoint and ((epoch + 1) % self.checkpoint_every == 0 or epoch + 1 == self.max_epochs):
+                self._loop_save(checkpoint, optimizer, schedule)
+
+    def _loop_step(self, x, device, optimizer, schedule, last_good, batch):
+        with self._autocast(device):
+            loss = self._loss(x)
+        if not torch.isfinite(loss):
+            if last_good is not None:
+                self.networks_.load_state_dict(last_good)
+            raise FloatingPointError(
+                f"{type(self).__name__}: the loss became {loss.item()} at epoch {len(self.history_) + 1}, "
+                f"batch {batch + 1} (lr={self.lr}). Try a lower learning rate; "
+                + ("the model keeps its last finite weights." if last_good is not None
+                   else "no finite weights were recorded before it, so the model is left as it is.")
+            )
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        self._step += 1
+        self._after_step()
+        return loss
+
+    def _loop_save(self, path, optimizer, schedule):
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        _checkpoint.atomic_save(path, {
+            "class": type(self).__name__,
+            "parameter_key": _checkpoint.parameter_key(self),
+            "data_key": self._data_key,
+            "networks": self.networks_.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "schedule": schedule.state_dict(),
+            "history": self.history_,
+            "step": self._step,
+            "rng_cpu": torch.get_rng_state(),
+            "rng_device": self._generator.get_state(),
+            "rng_cuda": torch.cuda.get_rng_state() if self._generator.device.type == "cuda" else torch.empty(0),
+        })
+
+    def _loop_restore(self, state, optimizer, schedule):
+        self.networks_.load_state_dict(state["networks"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        self.history_ = list(state["history"])
+        self._step = state["step"]
+        torch.set_rng_state(state["rng_cpu"])
+        self._generator.set_state(state["rng_device"])
+        if self._generator.device.type == "cuda":
+            torch.cuda.set_rng_state(state["rng_cuda"])
+
+
+LOOP_NAMES = frozenset(name for name in vars(TrainingLoop) if name.startswith("_loop_"))
