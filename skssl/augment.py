@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = ["Augment", "crop_flip_affine_matrices", "symmetric_beta_ppf", "random_resized_crop", "random_flip",
-           "random_affine", "color_jitter", "random_grayscale", "gaussian_blur", "gaussian_noise"]
+           "random_affine", "color_jitter", "random_grayscale", "gaussian_blur", "random_solarize", "gaussian_noise"]
 
 _LUMA = (0.299, 0.587, 0.114)  # ITU-R 601
 
@@ -196,12 +196,27 @@ def _gray(x):
     return torch.einsum("bchw,c->bhw", x, x.new_tensor(_LUMA)).unsqueeze(1)
 
 
-def _color(x, generator, brightness, contrast, saturation, p, gray_p=0.0):
+@functools.lru_cache(maxsize=4)
+def _hue_basis(dtype, device):
+    """``(1 luma^T, P)``: the hue rotation by ``t`` radians is ``1 luma^T + cos t (I - 1 luma^T) + sin t P``.
+
+    The rotation turns the chroma plane (I, Q) of YIQ about the luma axis, in RGB:
+    ``P = T^-1 J T`` with ``T`` the RGB->YIQ matrix (FCC NTSC, whose Y is ITU-R 601 luma)
+    and ``J`` the quarter turn, signed so that positive angles move the HSV hue forward
+    (red towards yellow), as torchvision's ``adjust_hue`` with a positive factor.
+    """
+    yiq = torch.tensor((_LUMA, (0.596, -0.274, -0.322), (0.211, -0.523, 0.312)), dtype=torch.float64)
+    quarter = torch.tensor(((0.0, 0.0, 0.0), (0.0, 0.0, 1.0), (0.0, -1.0, 0.0)), dtype=torch.float64)
+    gray = torch.ones(3, 1, dtype=torch.float64) @ yiq[:1]
+    return gray.to(device, dtype), (yiq.inverse() @ quarter @ yiq).to(device, dtype)
+
+
+def _color(x, generator, brightness, contrast, saturation, p, gray_p=0.0, hue=0.0):
     rgb = x.shape[1] == 3
-    saturation, gray_p = (saturation, gray_p) if rgb else (0.0, 0.0)
-    if (p <= 0 or brightness == contrast == saturation == 0) and gray_p <= 0:
+    saturation, gray_p, hue = (saturation, gray_p, hue) if rgb else (0.0, 0.0, 0.0)
+    if (p <= 0 or brightness == contrast == saturation == hue == 0) and gray_p <= 0:
         return x
-    u = _rand(x, generator, x.shape[0], 5)
+    u = _rand(x, generator, x.shape[0], 6 if hue else 5)  # hue=0 keeps the old random stream
     on = (u[:, 0] < p).to(x.dtype)
     b, c, s = (1 + on * f * (2 * u[:, i] - 1)
                for i, f in enumerate((brightness, contrast, saturation), 1))
@@ -209,21 +224,41 @@ def _color(x, generator, brightness, contrast, saturation, p, gray_p=0.0):
     # brightness -> contrast -> saturation composes to alpha*x + beta*gray(x) + gamma
     # per sample (gray is linear and luma weights sum to 1), i.e. ~3 passes over the batch
     # instead of ~12. Unlike torchvision we clamp once at the end, not after every op.
-    g = _gray(x)
-    m = g.mean((1, 2, 3))
-    alpha, beta, gamma = s * c * b, (1 - s) * c * b, (1 - c) * b * m
-    return torch.addcmul(g * _col(beta) + _col(gamma), x, _col(alpha)).clamp_(0, 1)
+    alpha, beta = s * c * b, (1 - s) * c * b
+    if not rgb:
+        g = _gray(x)
+        gamma = (1 - c) * b * g.mean((1, 2, 3))
+        return torch.addcmul(g * _col(beta) + _col(gamma), x, _col(alpha)).clamp_(0, 1)
+    # RGB: the hue turn R keeps luma and maps gray to gray, so it commutes with the rest:
+    # R(alpha x + beta gray + gamma) = (alpha R + beta 1 luma^T) x + gamma, one 3x3 matrix
+    # per sample and one bmm (~2x faster on CPU than the path above). Jitter off: identity.
+    gray, turn = _hue_basis(x.dtype, x.device)
+    angle = (2 * math.pi * hue) * on * (2 * u[:, 5] - 1) if hue else torch.zeros_like(on)
+    cos, sin = torch.cos(angle)[:, None, None], torch.sin(angle)[:, None, None]
+    a = alpha[:, None, None]
+    eye = torch.eye(3, dtype=x.dtype, device=x.device)
+    matrix = a * cos * eye + (a * (1 - cos) + beta[:, None, None]) * gray + a * sin * turn
+    gamma = (1 - c) * b * (x.mean((2, 3)) @ gray[0])
+    B, C, H, W = x.shape
+    y = torch.baddbmm(gamma[:, None, None], matrix, x.reshape(B, C, H * W))
+    return y.view(B, C, H, W).clamp_(0, 1)
 
 
 @_upcast
-def color_jitter(x, generator, brightness=0.4, contrast=0.4, saturation=0.4, p=0.8):
-    """Brightness, contrast, saturation jitter (in that order) with probability `p` per sample.
+def color_jitter(x, generator, brightness=0.4, contrast=0.4, saturation=0.4, p=0.8, hue=0.0):
+    """Brightness, contrast, saturation and hue jitter (in that order) with probability `p` per sample.
 
-    Each factor is uniform in [1 - s, 1 + s]. Brightness multiplies, contrast blends with
-    the per-sample mean luma, saturation with the luma image (C == 3 only; for other C
-    "luma" is the channel mean). The result is clamped to [0, 1].
+    Brightness, contrast and saturation factors are uniform in [1 - s, 1 + s]. Brightness
+    multiplies, contrast blends with the per-sample mean luma, saturation with the luma image
+    (C == 3 only; for other C "luma" is the channel mean). The result is clamped to [0, 1].
+    The hue (C == 3 only) turns by U(-hue, hue) of a full turn, ``hue`` in [0, 0.5], as
+    a rotation of the YIQ chroma plane about the luma axis (NVIDIA DALI's hue op): luma
+    and chroma are kept (up to the final clamp) and gray stays gray. torchvision's
+    ``ColorJitter(hue=...)`` turns the HSV hexagon instead, keeping HSV value and
+    saturation. On mid-range colours a YIQ turn moves the HSV hue by 0.7 to 1.5 times its
+    angle (median 1.05); being linear, it keeps the whole jitter one 3x3 matrix per sample.
     """
-    return _color(x, generator, brightness, contrast, saturation, p)
+    return _color(x, generator, brightness, contrast, saturation, p, hue=hue)
 
 
 def random_grayscale(x, generator, p=0.2):
@@ -261,6 +296,17 @@ def gaussian_blur(x, generator, sigma=(0.1, 2.0), p=0.5, kernel_size=None):
     return F.conv2d(y, kern[:, :, None], groups=B * C).reshape(B, C, H, W)
 
 
+def random_solarize(x, generator, p=0.2, threshold=0.5):
+    """Solarize each sample with probability `p`: values >= `threshold` become ``1 - x``.
+
+    As PIL's ``ImageOps.solarize`` at 128 (BYOL's and Barlow Twins' solarization).
+    """
+    if p <= 0:
+        return x
+    on = _col(_rand(x, generator, x.shape[0]) < p)
+    return torch.where(on & (x >= threshold), 1 - x, x)
+
+
 def gaussian_noise(x, generator, std=0.05, p=0.5):
     """Add N(0, std^2) noise to each sample with probability `p`; clamped to [0, 1]."""
     if std <= 0 or p <= 0:
@@ -272,7 +318,7 @@ def gaussian_noise(x, generator, std=0.05, p=0.5):
 
 @dataclass(frozen=True)
 class Augment:
-    """Immutable augmentation pipeline: geometry (one fused warp), colour, blur, noise.
+    """Immutable augmentation pipeline: geometry (one fused warp), colour, blur, solarization, noise.
 
     Parameters
     ----------
@@ -282,15 +328,25 @@ class Augment:
         Horizontal flip probability, rotation range, shift range (fraction of size).
     brightness, contrast, saturation, jitter_p : float
         Colour jitter strengths in [0, 1] and the probability of jittering a sample.
+    hue : float
+        Hue jitter in [0, 0.5]: a jittered RGB sample's HSV hue turns by U(-hue, hue)
+        (see `color_jitter`); ignored for other channel counts.
     grayscale_p, blur_p, noise_p : float
         Probabilities of grayscale (RGB only), Gaussian blur and Gaussian noise.
     blur_sigma : tuple of float
         Range of the blur's standard deviation, in pixels.
     noise_std : float
         Standard deviation of the additive noise; 0 disables it.
+    solarize_p : float
+        Probability of solarizing a sample (values >= 0.5 become ``1 - x``).
 
     Calling ``aug(x, generator)`` on a (B, C, H, W) batch is deterministic given the
-    generator's state; ops run in the order crop/flip/affine, jitter, grayscale, blur, noise.
+    generator's state; ops run in the order crop/flip/affine, jitter (brightness,
+    contrast, saturation, hue), grayscale, blur, solarization, noise.
+
+    The classmethods give the published recipes, adapted to the image size and channel
+    count: :meth:`simclr`, :meth:`moco_v2` (also SimSiam's) and :meth:`byol` (also Barlow
+    Twins' and VICReg's; one pipeline per view).
     """
     crop_scale: tuple = (0.2, 1.0)
     crop_ratio: tuple = (3 / 4, 4 / 3)
@@ -300,22 +356,26 @@ class Augment:
     brightness: float = 0.4
     contrast: float = 0.4
     saturation: float = 0.4
+    hue: float = 0.0
     jitter_p: float = 0.8
     grayscale_p: float = 0.2
     blur_p: float = 0.0
     blur_sigma: tuple = (0.1, 2.0)
     noise_std: float = 0.0
     noise_p: float = 0.5
+    solarize_p: float = 0.0
 
     def __post_init__(self):
         # Lists would make the instance unhashable; normalise to tuples of floats.
         for name in ("crop_scale", "crop_ratio", "blur_sigma"):
             if getattr(self, name) is not None:
                 object.__setattr__(self, name, tuple(float(t) for t in getattr(self, name)))
-        for name in ("flip_p", "jitter_p", "grayscale_p", "blur_p", "noise_p",
+        for name in ("flip_p", "jitter_p", "grayscale_p", "blur_p", "noise_p", "solarize_p",
                      "brightness", "contrast", "saturation"):  # factors 1 +- s must stay >= 0
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"Augment.{name} must be in [0, 1], got {getattr(self, name)!r}")
+        if not 0 <= self.hue <= 0.5:
+            raise ValueError(f"Augment.hue must be in [0, 0.5], got {self.hue!r}")
         if self.degrees < 0 or self.translate < 0 or self.noise_std < 0:
             raise ValueError("Augment.degrees, translate and noise_std must be >= 0")
 
@@ -344,19 +404,48 @@ class Augment:
             x = _warp(x, theta, inside=not (self.degrees or self.translate))
         # Grayscale is fused into the colour map (saturation 0), after jitter as in SimCLR.
         x = _color(x, generator, self.brightness, self.contrast, self.saturation,
-                   self.jitter_p, self.grayscale_p)
+                   self.jitter_p, self.grayscale_p, self.hue)
         if self.blur_p > 0:
             x = gaussian_blur(x, generator, self.blur_sigma, self.blur_p)
+        x = random_solarize(x, generator, self.solarize_p)
         return gaussian_noise(x, generator, self.noise_std, self.noise_p)
+
+    # Published recipes. Every one drops what a channel count cannot express (saturation,
+    # hue and grayscale need RGB) and blurs only images larger than 32 px: SimCLR's CIFAR-10
+    # recipe drops the blur at 32 px, where a 10%-of-the-side kernel is 3 px.
+    @classmethod
+    def _recipe(cls, image_size, channels, *, crop_scale, saturation, hue, blur_p, solarize_p=0.0):
+        rgb = channels == 3
+        return cls(crop_scale=crop_scale, flip_p=0.5, brightness=0.4, contrast=0.4,
+                   saturation=saturation if rgb else 0.0, hue=hue if rgb else 0.0, jitter_p=0.8,
+                   grayscale_p=0.2 if rgb else 0.0, blur_p=blur_p if image_size > 32 else 0.0,
+                   solarize_p=solarize_p)
 
     @classmethod
     def simclr(cls, image_size: int, channels: int) -> "Augment":
-        """SimCLR recipe adapted to the image: no saturation/grayscale unless RGB,
-        blur only for images of at least 32 px."""
-        rgb = channels == 3
-        return cls(crop_scale=(0.2, 1.0), flip_p=0.5, brightness=0.4, contrast=0.4,
-                   saturation=0.4 if rgb else 0.0, jitter_p=0.8,
-                   grayscale_p=0.2 if rgb else 0.0, blur_p=0.5 if image_size >= 32 else 0.0)
+        """SimCLR (Chen et al., ICML 2020, appendix A): crop scale (0.08, 1), flip, colour
+        jitter (0.4, 0.4, 0.4, 0.1) with p=0.8 (colour strength 0.5, the paper's CIFAR-10
+        setting; its ImageNet strength 1.0 doubles each), grayscale p=0.2, blur p=0.5
+        (none at 32 px and below)."""
+        return cls._recipe(image_size, channels, crop_scale=(0.08, 1.0), saturation=0.4, hue=0.1, blur_p=0.5)
+
+    @classmethod
+    def moco_v2(cls, image_size: int, channels: int) -> "Augment":
+        """MoCo v2 (Chen et al. 2020, ``aug_plus`` in facebookresearch/moco), also SimSiam's
+        (Chen & He, CVPR 2021): crop scale (0.2, 1), colour jitter (0.4, 0.4, 0.4, 0.1) with
+        p=0.8, grayscale p=0.2, blur sigma 0.1-2 with p=0.5 (none at 32 px and below), flip."""
+        return cls._recipe(image_size, channels, crop_scale=(0.2, 1.0), saturation=0.4, hue=0.1, blur_p=0.5)
+
+    @classmethod
+    def byol(cls, image_size: int, channels: int) -> tuple:
+        """BYOL's asymmetric pair (Grill et al., NeurIPS 2020, table 6), also used by Barlow
+        Twins (Zbontar et al. 2021) and VICReg (Bardes et al. 2022): both views get crop
+        scale (0.08, 1), flip, colour jitter (0.4, 0.4, 0.2, 0.1) with p=0.8 and grayscale
+        p=0.2; blur p=1.0 on the first view and 0.1 on the second (none at 32 px and
+        below), solarization p=0 and 0.2. Returns ``(view_1, view_2)``."""
+        common = dict(crop_scale=(0.08, 1.0), saturation=0.2, hue=0.1)
+        return (cls._recipe(image_size, channels, blur_p=1.0, **common),
+                cls._recipe(image_size, channels, blur_p=0.1, solarize_p=0.2, **common))
 
     @classmethod
     def none(cls) -> "Augment":
