@@ -19,7 +19,7 @@ from .pretext import (
     SuperResolutionSSL,
 )
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 # Every public self-supervised estimator, in the order the field developed them.
 ESTIMATORS = (

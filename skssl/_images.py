@@ -134,10 +134,15 @@ def _scale(X, low, high):
 
 
 def unit_range(batch):
-    """A stored batch (uint8 or float) as float32 in [0, 1]."""
-    if batch.dtype == torch.uint8:
-        return batch.float().div_(255.0)
-    return batch.float()
+    """A stored batch (uint8 or float) as float32 in [0, 1], with standard strides.
+
+    Strides are made canonical because a size-1 channel axis leaves them
+    ambiguous, and convolutions pick their algorithm (and so their rounding)
+    by stride: a batch sliced from one tensor and one stacked from a
+    Dataset's items must give the same embedding.
+    """
+    x = batch.to(torch.float32, memory_format=torch.contiguous_format, copy=True)
+    return x.div_(255.0) if batch.dtype == torch.uint8 else x
 
 
 def fit_scale(X):

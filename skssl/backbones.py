@@ -1,4 +1,4 @@
-"""Backbones: a small CNN for tiny images, a CIFAR-style ResNet-18, or your own.
+"""Backbones: a small CNN for tiny images, ResNets with the CIFAR or ImageNet stem, or your own.
 
 Every backbone is wrapped as a :class:`Backbone`, a sequence of stages whose
 outputs can be globally pooled into embeddings. Methods that read an
@@ -8,9 +8,12 @@ interface.
 """
 
 import copy
+import inspect
 
 import torch
 from torch import nn
+
+from ._vit import vit_small, vit_tiny
 
 
 def _conv_bn_relu(c_in, c_out, stride=1):
@@ -44,7 +47,11 @@ class SmallCNN(nn.Module):
 
 
 class ResNet18CIFAR(nn.Module):
-    """torchvision's ResNet-18 with the CIFAR stem: 3x3 conv, stride 1, no max-pool."""
+    """torchvision's ResNet-18 with the CIFAR stem: 3x3 conv, stride 1, no max-pool.
+
+    For 32-63 px images: the stem keeps full resolution, which at 224 px
+    would cost about 16 times the compute of the ImageNet stem.
+    """
 
     def __init__(self, in_channels=3):
         super().__init__()
@@ -62,6 +69,38 @@ class ResNet18CIFAR(nn.Module):
         for stage in self.stages:
             x = stage(x)
         return x
+
+
+class _ImageNetResNet(nn.Module):
+    """torchvision's ResNet with its ImageNet stem (7x7 conv stride 2, 3x3 max-pool stride 2)."""
+
+    factory = None
+
+    def __init__(self, in_channels=3):
+        super().__init__()
+        import torchvision.models
+
+        net = getattr(torchvision.models, self.factory)(weights=None)
+        conv = net.conv1 if in_channels == 3 else nn.Conv2d(in_channels, 64, 7, stride=2, padding=3, bias=False)
+        stem = nn.Sequential(conv, net.bn1, net.relu, net.maxpool)
+        self.stages = nn.ModuleList([stem, net.layer1, net.layer2, net.layer3, net.layer4])
+
+    def forward(self, x):
+        for stage in self.stages:
+            x = stage(x)
+        return x
+
+
+class ResNet18(_ImageNetResNet):
+    """torchvision's ResNet-18 with the ImageNet stem, for images of 64 px and more."""
+
+    factory = "resnet18"
+
+
+class ResNet50(_ImageNetResNet):
+    """torchvision's ResNet-50 (bottleneck blocks, 2048 features) with the ImageNet stem."""
+
+    factory = "resnet50"
 
 
 def pool(features):
@@ -113,22 +152,36 @@ class Backbone(nn.Module):
         return dims
 
 
-BACKBONES = {"small_cnn": SmallCNN, "resnet18": ResNet18CIFAR}
+BACKBONES = {"small_cnn": SmallCNN, "resnet18_cifar": ResNet18CIFAR, "resnet18": ResNet18, "resnet50": ResNet50,
+             "vit_tiny": vit_tiny, "vit_small": vit_small}
+
+
+def resolve_backbone_name(spec, image_size):
+    """The backbone ``"auto"`` stands for at ``image_size`` (h, w); other names pass through.
+
+    The small CNN under 32 px, the CIFAR ResNet-18 from 32 to 63 px, the
+    ImageNet-stem ResNet-18 from 64 px.
+    """
+    if spec != "auto":
+        return spec
+    side = min(image_size)
+    return "small_cnn" if side < 32 else "resnet18_cifar" if side < 64 else "resnet18"
 
 
 def build_backbone(spec, in_channels, image_size):
     """Resolve ``"auto"``, a name from :data:`BACKBONES`, or an ``nn.Module``.
 
-    ``"auto"`` picks the small CNN for images under 32 pixels, ResNet-18
-    otherwise. A module passed by the user is deep-copied, so fitting never
-    changes the estimator's parameters.
+    ``"auto"`` follows :func:`resolve_backbone_name`. A module passed by the
+    user is deep-copied, so fitting never changes the estimator's parameters.
     """
     if isinstance(spec, nn.Module):
         return Backbone(copy.deepcopy(spec))
-    if spec == "auto":
-        spec = "small_cnn" if min(image_size) < 32 else "resnet18"
+    spec = resolve_backbone_name(spec, image_size)
     if spec not in BACKBONES:
         raise ValueError(
             f"backbone must be 'auto', one of {sorted(BACKBONES)} or an nn.Module; got {spec!r}."
         )
-    return Backbone(BACKBONES[spec](in_channels=in_channels))
+    make = BACKBONES[spec]
+    # The ViTs choose their patch size from the image size.
+    sized = "image_size" in inspect.signature(make).parameters
+    return Backbone(make(in_channels=in_channels, **({"image_size": tuple(image_size)} if sized else {})))

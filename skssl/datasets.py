@@ -1,16 +1,21 @@
-"""Small image data sets: sklearn's digits (embedded) and Fashion-MNIST (IDX files)."""
+"""Image data: sklearn's digits (embedded), Fashion-MNIST (IDX files) and folders of image files."""
 import gzip
 import os
+import warnings
 import shutil
 import urllib.request
 import zlib
 from pathlib import Path
 
+import copy
+
 import numpy as np
 from sklearn.datasets import load_digits
 from sklearn.utils import Bunch
+from torch.utils.data import Dataset as _TorchDataset
 
-__all__ = ["load_digits_images", "load_fashion_mnist", "read_idx", "FASHION_MNIST_CLASSES"]
+__all__ = ["load_digits_images", "load_fashion_mnist", "read_idx", "FASHION_MNIST_CLASSES", "ImageFolder",
+           "load_image_folder"]
 
 FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                          "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
@@ -181,3 +186,233 @@ def load_fashion_mnist(data_home=None, *, subset="train", return_X_y=False, down
     return Bunch(images=images, target=target, target_names=np.array(FASHION_MNIST_CLASSES),
                  DESCR=f"Fashion-MNIST ({subset}, {len(target)} images) from {found}. "
                        "Xiao, Rasul & Vollgraf (2017), arXiv:1708.07747; MIT licence.")
+
+
+class ImageFolder(_TorchDataset):
+    """Image files under a folder, decoded lazily: a torch Dataset that skssl estimators stream.
+
+    Every file PIL can open (JPEG, PNG, WebP, BMP, TIFF, GIF, ...) anywhere
+    under ``root`` is an image. When ``root`` has sub-folders, each is a
+    class: ``classes`` holds their sorted names and ``targets`` each image's
+    class index, so ``X, y = load_image_folder(root, return_X_y=True)`` is
+    what a Pipeline needs. Images are decoded when read (by
+    ``torchvision.io.decode_image`` where it can, else PIL), in the
+    estimator's DataLoader workers.
+
+    The folder behaves as an array of images where scikit-learn needs one:
+    it has ``shape`` ``(n, h, w, c)`` and ``dtype`` uint8, and indexing it
+    with an array of indices (as cross-validation does) gives an
+    ``ImageFolder`` over those files, without reading them.
+
+    Parameters
+    ----------
+    root : str or path-like
+        Folder to search, recursively.
+    image_size : int or tuple (h, w), default=None
+        Every image is resized so that it covers this size (shorter side
+        first, aspect kept) and centre-cropped to it. ``None`` keeps the
+        files' sizes; they must then all be equal, or the estimator's
+        ``image_size`` must be set.
+    channels : {1, 3} or None, default=None
+        1 reads every image as grayscale, 3 as RGB; ``None`` follows the
+        first image (grayscale files give 1, anything else 3).
+    on_error : {"raise", "skip"}, default="raise"
+        ``"raise"``: a file that cannot be decoded raises an error naming it
+        when it is read. ``"skip"``: every file is decoded once when the
+        folder is opened (a quick, reduced decode where the format allows),
+        and those that fail are left out, with one warning that counts them.
+
+    Attributes
+    ----------
+    files : list of str
+        The image files, sorted by class and path.
+    targets : ndarray of shape (n,) or None
+        Class index of each file (``None`` without sub-folders).
+    classes : list of str
+        Sub-folder names, the class of index ``i`` being ``classes[i]``.
+    skipped : list of str
+        Files left out with ``on_error="skip"``.
+
+    Examples
+    --------
+    >>> from skssl import SimCLR
+    >>> from skssl.datasets import load_image_folder
+    >>> X, y = load_image_folder("photos/", image_size=96, return_X_y=True)  # doctest: +SKIP
+    >>> Z = SimCLR(image_size=64).fit(X).transform(X)  # doctest: +SKIP
+    """
+
+    dtype = np.dtype(np.uint8)
+
+    def __init__(self, root, image_size=None, channels=None, on_error="raise"):
+        if on_error not in ("raise", "skip"):
+            raise ValueError(f"on_error must be 'raise' or 'skip'; got {on_error!r}.")
+        if channels not in (None, 1, 3):
+            raise ValueError(f"channels must be 1, 3 or None; got {channels!r}.")
+        root = Path(root)
+        if not root.is_dir():
+            raise ValueError(f"ImageFolder: {str(root)!r} is not a folder.")
+        self.root, self.on_error, self.skipped = str(root), on_error, []
+        self.image_size = None if image_size is None else _pair_size(image_size)
+        files, labels, self.classes = _scan(root)
+        if not files:
+            raise ValueError(f"ImageFolder: no image files under {str(root)!r} (looked for {', '.join(sorted(_extensions())[:8])}, ...).")
+        if on_error == "skip":
+            ok = [_decodes(f) for f in files]
+            self.skipped = [f for f, good in zip(files, ok) if not good]
+            files = [f for f, good in zip(files, ok) if good]
+            labels = [c for c, good in zip(labels, ok) if good]
+            if self.skipped:
+                warnings.warn(f"ImageFolder skipped {len(self.skipped)} unreadable file(s) of "
+                              f"{len(self.skipped) + len(files)} under {self.root!r} (first: {self.skipped[0]}).", stacklevel=2)
+            if not files:
+                raise ValueError(f"ImageFolder: none of the image files under {self.root!r} could be read.")
+        self.files = files
+        self.targets = np.asarray(labels, dtype=np.int64) if self.classes else None
+        h, w, mode = _header(files[0])
+        self.channels = channels or (1 if mode in ("1", "L", "LA", "I", "I;16", "F", "P") and _is_gray(files[0], mode) else 3)
+        self.image_shape = (*(self.image_size or (h, w)), self.channels)
+
+    @property
+    def shape(self):
+        return (len(self.files), *self.image_shape)
+
+    @property
+    def ndim(self):
+        return 4
+
+    def __len__(self):
+        return len(self.files)
+
+    def __repr__(self):
+        return f"ImageFolder({self.root!r}, {len(self)} images of {self.image_shape}, {len(self.classes)} classes)"
+
+    def __getitem__(self, index):
+        if isinstance(index, tuple) and len(index) == 2 and index[1] is Ellipsis:
+            index = index[0]  # scikit-learn's _safe_indexing asks for X[indices, ...]
+        if isinstance(index, (int, np.integer)):
+            i = int(index)
+            return self.read_image(i), (int(self.targets[i]) if self.targets is not None else -1)
+        if isinstance(index, slice):
+            index = np.arange(len(self))[index]
+        from ._sources import check_integral_index
+
+        index = check_integral_index(index)
+        subset = copy.copy(self)
+        subset.files = [self.files[i] for i in index]
+        subset.targets = None if self.targets is None else self.targets[index]
+        return subset
+
+    def read_image(self, i):
+        """Image ``i`` as a ``(c, h, w)`` uint8 tensor, at ``image_size`` when set."""
+        from ._sources import resize_shorter_and_crop
+
+        path = self.files[i]
+        try:
+            image = _decode(path, self.channels)
+        except Exception as exc:
+            raise ValueError(f"Could not read image file {path}: {exc}. Fix or remove it, or open the folder "
+                             "with on_error='skip'.") from None
+        if self.image_size is not None and tuple(image.shape[1:]) != self.image_size:
+            image = resize_shorter_and_crop(image, self.image_size)
+        return image
+
+
+def load_image_folder(root, *, image_size=None, channels=None, on_error="raise", return_X_y=False):
+    """Open a folder of image files (class sub-folders optional) as an :class:`ImageFolder`.
+
+    Parameters
+    ----------
+    root, image_size, channels, on_error
+        As for :class:`ImageFolder`.
+    return_X_y : bool, default=False
+
+    Returns
+    -------
+    data : sklearn.utils.Bunch
+        ``images`` (the ImageFolder, read lazily), ``target`` (class index
+        per image, or None), ``target_names`` and ``files``; or
+        ``(images, target)``.
+    """
+    folder = ImageFolder(root, image_size=image_size, channels=channels, on_error=on_error)
+    if return_X_y:
+        return folder, folder.targets
+    return Bunch(images=folder, target=folder.targets, target_names=np.array(folder.classes), files=folder.files)
+
+
+def _pair_size(size):
+    size = (size, size) if isinstance(size, (int, np.integer)) else tuple(size)
+    if len(size) != 2 or not all(isinstance(s, (int, np.integer)) and s >= 1 for s in size):
+        raise ValueError(f"image_size must be a positive int or (h, w); got {size!r}.")
+    return (int(size[0]), int(size[1]))
+
+
+def _extensions():
+    from PIL import Image
+
+    return set(Image.registered_extensions())
+
+
+def _scan(root):
+    """Image files under ``root``, with class labels from its immediate sub-folders."""
+    extensions = _extensions()
+    classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    files, labels = [], []
+    for label, folder in ([(i, root / c) for i, c in enumerate(classes)] or [(-1, root)]):
+        for dirpath, dirnames, names in os.walk(folder):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            for name in sorted(names):
+                if not name.startswith(".") and os.path.splitext(name)[1].lower() in extensions:
+                    files.append(os.path.join(dirpath, name))
+                    labels.append(label)
+    return files, labels, classes
+
+
+def _header(path):
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return im.size[1], im.size[0], im.mode
+    except Exception as exc:
+        raise ValueError(f"Could not read image file {path}: {exc}.") from None
+
+
+def _is_gray(path, mode):
+    if mode != "P":
+        return True
+    from PIL import Image
+
+    with Image.open(path) as im:  # a palette image is gray when its palette is
+        rgb = np.asarray(im.convert("RGB"))
+    return bool((rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all())
+
+
+def _decodes(path):
+    """Whether ``path`` decodes (JPEGs at reduced size, which still reads every byte)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            im.draft(im.mode, (max(1, im.size[0] // 8), max(1, im.size[1] // 8)))
+            im.load()
+        return True
+    except Exception:
+        return False
+
+
+def _decode(path, channels):
+    import torch
+    from torchvision.io import ImageReadMode, decode_image, read_file
+
+    mode = ImageReadMode.GRAY if channels == 1 else ImageReadMode.RGB
+    try:
+        with warnings.catch_warnings():  # torchvision 0.29 deprecates its decoders in favour of torchcodec
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return decode_image(read_file(path), mode=mode)
+    except Exception:
+        from PIL import Image
+
+        with Image.open(path) as im:
+            array = np.asarray(im.convert("L" if channels == 1 else "RGB"))
+        array = array[:, :, None] if array.ndim == 2 else array
+        return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))

@@ -231,6 +231,26 @@ def save(estimator, path):
     atomic_save(os.fspath(path), payload)
 
 
+def _upgrade_backbone_name(params, fitted, skssl_version):
+    """Map backbone names of files written before skssl 0.2 to the same network.
+
+    skssl 0.1 called the CIFAR-stem ResNet-18 ``"resnet18"`` (now
+    ``"resnet18_cifar"``; ``"resnet18"`` has the ImageNet stem) and ``"auto"``
+    chose it for every image of 32 px or more (now only up to 63 px).
+    """
+    try:
+        version = tuple(int(p) for p in str(skssl_version).split(".")[:2])
+    except ValueError:
+        version = (0, 1)
+    if version >= (0, 2):
+        return
+    shape = fitted.get("image_shape_")
+    if params.get("backbone") == "resnet18" or (
+        params.get("backbone") == "auto" and isinstance(shape, (tuple, list)) and min(shape[:2]) >= 64
+    ):
+        params["backbone"] = "resnet18_cifar"
+
+
 def _invalid(path, reason):
     return ValueError(f"{os.fspath(path)!r} is not a valid skssl save: {reason}")
 
@@ -290,6 +310,7 @@ def load(path, *, backbone=None):
     except (ValueError, TypeError, KeyError, AttributeError, IndexError, RuntimeError) as exc:
         raise _invalid(path, str(exc)) from exc
 
+    _upgrade_backbone_name(params, fitted, payload.get("skssl_version"))
     valid = set(cls._get_param_names())
     unknown = sorted(set(params) - valid)
     if unknown:

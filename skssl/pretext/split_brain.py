@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from sklearn.utils._param_validation import Interval
 
 from ..augment import Augment
+from ..backbones import resolve_backbone_name
 from ..base import BaseSSL
 from ._decoder import build_encoder, feature_map_shape, input_stats, make_decoder, reconstruction_error
 from .colorization import AB_SCALE, rgb_to_lab
@@ -99,8 +100,7 @@ class SplitBrainSSL(BaseSSL):
         size = self._working_size()
         probe = self._groups(torch.zeros(1, c, *size))
         spec = self.backbone
-        if spec == "auto":  # decided on the whole image, not on a half
-            spec = "small_cnn" if min(size) < 32 else "resnet18"
+        spec = resolve_backbone_name(spec, size)  # decided on the whole image, not on a half
         nets, dims = {}, []
         for name, src, dst in (("a", probe[0], probe[1]), ("b", probe[1], probe[0])):
             try:
