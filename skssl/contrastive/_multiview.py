@@ -11,15 +11,19 @@ two views of one image overlap less but both keep the object.
 from numbers import Integral, Real
 
 import torch
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import Interval, InvalidParameterError, StrOptions
 
 from ..augment import Augment
 from ..base import BaseSSL
 from .ccrop import CropBoxes, feature_map_boxes
 
-VIEW_DOC = """augment : skssl.augment.Augment or None, default=None
-        ``None`` uses the SimCLR recipe scaled to the image size
-        (:meth:`skssl.augment.Augment.simclr`).
+VIEW_DOC = """augment : skssl.augment.Augment, tuple of Augment or None, default=None
+        How each view is made. ``None`` uses the method's published recipe
+        (described above), adapted to the image: saturation, hue and
+        grayscale only for RGB images, blur only above 32 pixels (SimCLR's
+        CIFAR recipe drops it at 32). One ``Augment`` makes every view; a
+        tuple gives view ``i`` the pipeline ``augment[i % len(augment)]``
+        (BYOL's asymmetric views). ``augment_`` holds what was used.
     crop : {"random", "contrastive"}, default="random"
         How the crop of each view is placed. ``"random"``: uniformly, as in
         SimCLR. ``"contrastive"``: ContrastiveCrop (Peng et al., CVPR 2022);
@@ -64,7 +68,7 @@ class MultiViewSSL(BaseSSL):
                "crop_update_every": 5, "crop_warmup": 5}
     _parameter_constraints = {
         **BaseSSL._parameter_constraints,
-        "augment": [Augment, None],
+        "augment": [Augment, tuple, None],
         "crop": [StrOptions({"random", "contrastive"})],
         "crop_alpha": [Interval(Real, 0, None, closed="neither")],
         "crop_threshold": [Interval(Real, 0, 1, closed="left")],
@@ -77,15 +81,27 @@ class MultiViewSSL(BaseSSL):
         if cls.__doc__:
             cls.__doc__ = cls.__doc__.replace("{view_parameters}", VIEW_DOC)
 
+    def _validate_params(self):
+        super()._validate_params()
+        augment = self.augment
+        if isinstance(augment, tuple) and not (augment and all(isinstance(a, Augment) for a in augment)):
+            raise InvalidParameterError(
+                f"The 'augment' parameter of {type(self).__name__} must be an Augment, a non-empty "
+                f"tuple of Augment (one per view) or None. Got {augment!r} instead.")
+
+    # The Augment classmethod giving the method's published recipe (``augment=None``).
+    _recipe = "moco_v2"
+
     def _default_augment(self, image_size, channels):
-        return Augment.simclr(min(image_size), channels)
+        return getattr(Augment, self._recipe)(min(image_size), channels)
 
     def _views(self, x, n_views=2):
-        """``n_views`` independent augmentations of the batch ``x``."""
+        """``n_views`` independent augmentations of the batch ``x``; view ``i`` uses
+        ``augment_[i % len(augment_)]`` when ``augment_`` is a tuple."""
+        augments = self.augment_ if isinstance(self.augment_, tuple) else (self.augment_,)
         boxes = self._crop_boxes()
-        if boxes is None:
-            return [self._augment(x) for _ in range(n_views)]
-        return [self.augment_(x, self._generator, boxes, self.crop_alpha) for _ in range(n_views)]
+        crop = {} if boxes is None else {"boxes": boxes, "center_alpha": self.crop_alpha}
+        return [self._augment(x, augments[i % len(augments)], **crop) for i in range(n_views)]
 
     # ------------------------------------------------------- ContrastiveCrop
     def _build_networks(self):
@@ -107,7 +123,7 @@ class MultiViewSSL(BaseSSL):
         super()._before_epoch(images, epoch)
         if self.crop != "contrastive":
             return
-        n = images.shape[0]
+        n = len(images)
         if "crop_boxes" not in self.networks_ or len(self.networks_["crop_boxes"]) != n:
             # New fit, or a warm start on another training set: whole images.
             self.networks_["crop_boxes"] = CropBoxes(n).to(self._generator.device)

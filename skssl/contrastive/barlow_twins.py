@@ -60,6 +60,13 @@ class BarlowTwins(MultiViewSSL):
     dimensions carry non-redundant information. No negatives, no momentum
     network, no stop-gradient. ``transform`` returns the backbone's features.
 
+    Default augmentation: BYOL's asymmetric pair, as the paper, which follows
+    BYOL (``Transform`` in facebookresearch/barlowtwins),
+    :meth:`skssl.augment.Augment.byol`: crop scale 0.08-1, flip, colour
+    jitter (0.4, 0.4, 0.2, hue 0.1) with p=0.8, grayscale p=0.2, blur p=1.0
+    on the first view and 0.1 on the second (above 32 pixels), solarization
+    p=0 and 0.2.
+
     Parameters
     ----------
     projection_dim : int, default=512
@@ -89,6 +96,7 @@ class BarlowTwins(MultiViewSSL):
     (200, 128)
     """
 
+    _recipe = "byol"
     _params = {"projection_dim": 512, "lambd": 5e-3, "max_epochs": 30}
     _parameter_constraints = {
         **MultiViewSSL._parameter_constraints,

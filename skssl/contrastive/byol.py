@@ -50,6 +50,13 @@ class BYOL(MultiViewSSL):
     views (their sum, as in the paper). ``transform`` returns the online
     backbone's features.
 
+    Default augmentation (:meth:`skssl.augment.Augment.byol`, the paper's
+    table 6), different for the two views: both get a random resized crop of
+    scale 0.08-1, horizontal flip, colour jitter (brightness, contrast 0.4,
+    saturation 0.2, hue 0.1) with p=0.8 and grayscale p=0.2; Gaussian blur
+    has p=1.0 on the first view and 0.1 on the second (only above 32
+    pixels), solarization p=0 and 0.2.
+
     Parameters
     ----------
     projection_dim : int, default=128
@@ -86,6 +93,7 @@ class BYOL(MultiViewSSL):
     (200, 128)
     """
 
+    _recipe = "byol"
     _params = {"projection_dim": 128, "hidden_dim": 512, "base_momentum": 0.99, "max_epochs": 30}
     _parameter_constraints = {
         **MultiViewSSL._parameter_constraints,

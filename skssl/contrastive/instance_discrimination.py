@@ -83,6 +83,11 @@ class InstanceDiscriminationSSL(MultiViewSSL):
     projection, as the paper evaluates. Negatives are shared by the batch
     and an image's own row is never its negative.
 
+    Each image is augmented once per step, by default with MoCo v2's recipe
+    (:meth:`skssl.augment.Augment.moco_v2`: crop scale 0.2-1, as NPID's,
+    colour jitter (0.4, 0.4, 0.4, hue 0.1) with p=0.8, grayscale p=0.2,
+    blur p=0.5 above 32 pixels, flip).
+
     Parameters
     ----------
     projection_dim : int, default=128

@@ -51,6 +51,11 @@ class MoCo(MultiViewSSL):
     average of the query encoder's, against a FIFO queue of keys from past
     batches. ``transform`` returns the query backbone's features.
 
+    Default augmentation (:meth:`skssl.augment.Augment.moco_v2`, MoCo v2's
+    ``aug_plus`` in facebookresearch/moco): random resized crop of scale
+    0.2-1, colour jitter (0.4, 0.4, 0.4, hue 0.1) with p=0.8, grayscale
+    p=0.2, Gaussian blur p=0.5 above 32 pixels, horizontal flip.
+
     Small-data adaptations: the queue holds at most one key per training
     image (``min(queue_size, n_samples)``) and a query never treats a queued
     key of its own image as a negative (the queue records image indices); on
@@ -88,6 +93,7 @@ class MoCo(MultiViewSSL):
     (200, 128)
     """
 
+    _recipe = "moco_v2"
     _params = {"projection_dim": 128, "temperature": 0.2, "momentum": 0.99, "queue_size": 4096, "max_epochs": 30}
     _parameter_constraints = {
         **MultiViewSSL._parameter_constraints,

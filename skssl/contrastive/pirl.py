@@ -30,7 +30,10 @@ class PIRL(MultiViewSSL):
     backbone features of the whole image.
 
     The image and the tiles come from two independent augmentations of each
-    image. Images are upsampled to at least 18 pixels so tiles have 5.
+    image, by default MoCo v2's recipe (:meth:`skssl.augment.Augment.moco_v2`:
+    crop scale 0.2-1, colour jitter (0.4, 0.4, 0.4, hue 0.1) with p=0.8,
+    grayscale p=0.2, blur p=0.5 above 32 pixels, flip). Images are upsampled
+    to at least 18 pixels so tiles have 5.
 
     Parameters
     ----------

@@ -19,6 +19,13 @@ class SimCLR(MultiViewSSL):
     other ``2n - 2`` images of the batch away. ``transform`` returns backbone
     features (before the projection head), as the paper evaluates.
 
+    Default augmentation (:meth:`skssl.augment.Augment.simclr`, the paper's
+    appendix A): random resized crop of scale 0.08-1, horizontal flip,
+    colour jitter (brightness, contrast, saturation 0.4, hue 0.1) with
+    p=0.8, grayscale p=0.2, Gaussian blur p=0.5 above 32 pixels. The jitter
+    strength is the paper's CIFAR-10 value (s=0.5; ImageNet used s=1), and
+    its CIFAR recipe drops the blur.
+
     Parameters
     ----------
     temperature : float, default=0.5
@@ -42,6 +49,7 @@ class SimCLR(MultiViewSSL):
     (200, 128)
     """
 
+    _recipe = "simclr"
     _params = {"temperature": 0.5, "projection_dim": 128, "max_epochs": 30}
     _parameter_constraints = {
         **MultiViewSSL._parameter_constraints,

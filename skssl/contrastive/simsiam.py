@@ -45,6 +45,11 @@ class SimSiam(MultiViewSSL):
     ``(D(p1, z2) + D(p2, z1)) / 2`` with ``D`` the negative cosine, so it lies
     in [-1, 1]. ``transform`` returns the backbone's features.
 
+    Default augmentation: MoCo v2's, as the paper (section 4 and
+    facebookresearch/simsiam), :meth:`skssl.augment.Augment.moco_v2`: random
+    resized crop of scale 0.2-1, colour jitter (0.4, 0.4, 0.4, hue 0.1) with
+    p=0.8, grayscale p=0.2, Gaussian blur p=0.5 above 32 pixels, flip.
+
     Parameters
     ----------
     projection_dim : int, default=512
@@ -76,6 +81,7 @@ class SimSiam(MultiViewSSL):
     (200, 128)
     """
 
+    _recipe = "moco_v2"
     _params = {"projection_dim": 512, "predictor_hidden_dim": 128, "max_epochs": 30}
     _parameter_constraints = {
         **MultiViewSSL._parameter_constraints,

@@ -84,6 +84,13 @@ class VICReg(MultiViewSSL):
     or normalisation across branches is needed. ``transform`` returns the
     backbone's features (the paper's representation, before the expander).
 
+    Default augmentation: Barlow Twins' (hence BYOL's) asymmetric pair, as
+    the paper, which follows them (facebookresearch/vicreg ``augmentations.py``),
+    :meth:`skssl.augment.Augment.byol`: crop scale 0.08-1, flip, colour
+    jitter (0.4, 0.4, 0.2, hue 0.1) with p=0.8, grayscale p=0.2, blur p=1.0
+    on the first view and 0.1 on the second (above 32 pixels), solarization
+    p=0 and 0.2.
+
     Parameters
     ----------
     projection_dim : int, default=512
@@ -114,6 +121,7 @@ class VICReg(MultiViewSSL):
     (200, 128)
     """
 
+    _recipe = "byol"
     _params = {
         "projection_dim": 512,
         "invariance_weight": 25.0,
