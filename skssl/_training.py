@@ -21,8 +21,9 @@ import warnings
 from contextlib import contextmanager
 
 import torch
+from torch import nn
 
-from . import _checkpoint
+from . import _checkpoint, _distributed
 
 
 @contextmanager
@@ -66,6 +67,22 @@ def _all_finite(state):
     return all(torch.isfinite(t).all() for t in state.values() if t.is_floating_point())
 
 
+class _LossModule(nn.Module):
+    """The networks as one module whose forward is the method's loss, for DDP to wrap.
+
+    DDP synchronises gradients of what runs inside its forward; methods call
+    ``networks_`` directly in ``_loss``, so the loss itself is that forward.
+    """
+
+    def __init__(self, estimator):
+        super().__init__()
+        self.networks = estimator.networks_
+        self.__dict__["estimator"] = estimator  # not a submodule
+
+    def forward(self, x):
+        return self.estimator._loss(x)
+
+
 class TrainingLoop:
     """Optimiser, schedule, autocast, checkpoints, interrupts and OOM back-off."""
 
@@ -78,6 +95,16 @@ class TrainingLoop:
             nets.to(memory_format=torch.channels_last)
             source = self._loop_to_device(source, device)
         batch_size = min(self.batch_size, len(source))
+        if self._world > 1:
+            # batch_size is the global batch; every process takes an equal slice.
+            if batch_size < self._world:
+                raise ValueError(f"batch_size={self.batch_size} is smaller than the {self._world} torchrun processes.")
+            batch_size -= batch_size % self._world
+            if self.sync_batchnorm:
+                _distributed.sync_batchnorm(nets, device)
+            self._ddp = nn.parallel.DistributedDataParallel(
+                _LossModule(self), device_ids=[device] if device.type == "cuda" else None,
+                broadcast_buffers=False, find_unused_parameters=True)
         state = None
         if resume and checkpoint and os.path.exists(checkpoint):
             state = _checkpoint.load(checkpoint, self, self._data_key)
@@ -99,6 +126,12 @@ class TrainingLoop:
                             torch.cuda.empty_cache()
         finally:
             nets.eval()
+            if self._world > 1:
+                self.__dict__.pop("_ddp", None)
+                # Every process ends with rank 0's state: identical weights, and the
+                # BatchNorm running statistics rank 0 tracked (as DDP's buffer broadcast would).
+                _distributed.broadcast_state(nets)
+                _distributed.plain_batchnorm(nets)
 
     @staticmethod
     def _loop_to_device(source, device):
@@ -123,7 +156,9 @@ class TrainingLoop:
         last_good = None
         pin = device.type == "cuda"
         epochs = tqdm(range(len(self.history_) - first_epoch, self.max_epochs), desc=type(self).__name__,
-                      disable=not self.verbose, leave=False)
+                      disable=not self.verbose or self._rank != 0, leave=False)
+        per_rank = batch_size // self._world
+        mine = slice(self._rank * per_rank, (self._rank + 1) * per_rank)
         for epoch in epochs:
             start = time.perf_counter()
             self._epoch_metrics = {}
@@ -134,7 +169,7 @@ class TrainingLoop:
             self._before_epoch(source, len(self.history_))
             nets.train()
             order = torch.randperm(n)
-            batches = source.batches((order[i * batch_size:(i + 1) * batch_size] for i in range(steps)),
+            batches = source.batches((order[i * batch_size:(i + 1) * batch_size][mine] for i in range(steps)),
                                      self._num_workers, pin)
             total, done = torch.zeros((), device=device), 0
             try:
@@ -146,10 +181,15 @@ class TrainingLoop:
                         done += 1
                     except KeyboardInterrupt:
                         self._interrupted = True
+                    if self._world > 1:  # every process stops at the same step
+                        flag = torch.tensor([float(self._interrupted)], device=device if device.type == "cuda" else "cpu")
+                        self._interrupted = bool(_distributed.mean_over_ranks(flag).item() > 0)
                     if self._interrupted:
                         break
             finally:
                 getattr(batches, "close", lambda: None)()  # stops DataLoader workers at once
+            if self._world > 1:  # the epoch's loss over every process's batches
+                total = _distributed.mean_over_ranks(total)
             record = {"epoch": len(self.history_) + 1, "loss": total.item() / max(done, 1), "seconds": time.perf_counter() - start}
             record.update(self._epoch_metrics)
             if self._interrupted:
@@ -168,8 +208,11 @@ class TrainingLoop:
 
     def _loop_step(self, x, device, optimizer, schedule, last_good, batch):
         with self._autocast(device):
-            loss = self._loss(x)
-        if not torch.isfinite(loss):
+            loss = self._ddp(x) if self._world > 1 else self._loss(x)
+        finite = torch.isfinite(loss)
+        if self._world > 1:  # one process's NaN stops them all at the same step
+            finite = _distributed.mean_over_ranks(finite.float().reshape(1)) == 1
+        if not finite:
             if last_good is not None:
                 self.networks_.load_state_dict(last_good)
             raise FloatingPointError(
@@ -187,6 +230,11 @@ class TrainingLoop:
         return loss
 
     def _loop_save(self, path, optimizer, schedule):
+        """Rank 0 writes the checkpoint, with every process's augmentation RNG state; all wait for it."""
+        generators = _distributed.gather_objects(self._generator.get_state().cpu())
+        if self._rank != 0:
+            _distributed.barrier()
+            return
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
         _checkpoint.atomic_save(path, {
             "class": type(self).__name__,
@@ -200,7 +248,9 @@ class TrainingLoop:
             "rng_cpu": torch.get_rng_state(),
             "rng_device": self._generator.get_state(),
             "rng_cuda": torch.cuda.get_rng_state() if self._generator.device.type == "cuda" else torch.empty(0),
+            "rng_device_per_rank": generators,
         })
+        _distributed.barrier()
 
     def _loop_restore(self, state, optimizer, schedule):
         self.networks_.load_state_dict(state["networks"])
@@ -209,7 +259,9 @@ class TrainingLoop:
         self.history_ = list(state["history"])
         self._step = state["step"]
         torch.set_rng_state(state["rng_cpu"])
-        self._generator.set_state(state["rng_device"])
+        per_rank = state.get("rng_device_per_rank") or []
+        same_world = len(per_rank) == self._world
+        self._generator.set_state(per_rank[self._rank] if same_world else state["rng_device"])
         if self._generator.device.type == "cuda":
             torch.cuda.set_rng_state(state["rng_cuda"])
 

@@ -35,7 +35,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import nn
 
-from . import _checkpoint
+from . import _checkpoint, _distributed
 from ._images import flatten_images, fit_scale, resize_to, resolve_image_shape, to_image_tensor, unit_range
 from ._sources import (STATS_SAMPLE, ArraySource, DatasetSource, TensorSource, is_streaming_input,
                        item_to_tensor, resolve_num_workers, sample_index)
@@ -61,13 +61,18 @@ COMMON_PARAMS = {
     "image_shape": None,
     "image_size": None,
     "num_workers": "auto",
+    "sync_batchnorm": False,
     "checkpoint_dir": None,
     "checkpoint_every": 1,
 }
 
-COMMON_DOC = """backbone : {"auto", "small_cnn", "resnet18"} or nn.Module, default="auto"
+COMMON_DOC = """backbone : {"auto", "small_cnn", "resnet18_cifar", "resnet18", "resnet50"} or nn.Module, default="auto"
         Network trained by the pretext task. ``"auto"`` is the small CNN for
-        images under 32 pixels and the CIFAR-style ResNet-18 otherwise. A
+        images under 32 pixels, the CIFAR-stem ResNet-18 (3x3 stride-1
+        stem, no max-pool) from 32 to 63 pixels and torchvision's ResNet-18
+        with its ImageNet stem from 64 pixels (working size, see
+        ``image_size``). ``"resnet18"`` and ``"resnet50"`` have the ImageNet
+        stem. A
         module maps ``(n, c, h, w)`` images to a feature map or a vector; one
         with a ``stages`` attribute exposes each stage to ``stage``.
     stage : int, default=-1
@@ -129,6 +134,8 @@ COMMON_ATTRIBUTES = """backbone_ : skssl.backbones.Backbone
     history_ : list of dict
         One entry per epoch: ``epoch``, ``loss`` (mean over its batches),
         ``seconds`` and any metric the method records.
+    loss_curve_ : list of float
+        The ``loss`` of every epoch of ``history_`` (MLPClassifier's name).
     image_shape_ : tuple (h, w, c)
         Shape the input rows are read as.
     scale_ : tuple (low, high)
@@ -187,6 +194,7 @@ class BaseSSL(ClassNamePrefixFeaturesOutMixin, TransformerMixin, TrainingLoop, B
         "image_shape": [tuple, list, None],
         "image_size": [Interval(Integral, 1, None, closed="left"), tuple, list, None],
         "num_workers": [StrOptions({"auto"}), Interval(Integral, 0, None, closed="left")],
+        "sync_batchnorm": ["boolean"],
         "checkpoint_dir": [str, os.PathLike, None],
         "checkpoint_every": [Interval(Integral, 1, None, closed="left")],
     }
@@ -235,6 +243,16 @@ class BaseSSL(ClassNamePrefixFeaturesOutMixin, TransformerMixin, TrainingLoop, B
         check_is_fitted(self, "networks_")
         return self.networks_["backbone"]
 
+    @property
+    def loss_curve_(self):
+        """Mean training loss of every epoch, as scikit-learn's MLPClassifier names it (from ``history_``)."""
+        check_is_fitted(self, "history_")
+        return [record["loss"] for record in self.history_]
+
+    # True where the method's ``pretext_score`` is the pretext's classification
+    # accuracy; skssl.diagnostics reports it as such.
+    _pretext_score_is_accuracy = False
+
     def _augment(self, x, augment=None, **kwargs):
         """One random augmentation per image, drawn from the fit's seeded RNG.
 
@@ -256,9 +274,20 @@ class BaseSSL(ClassNamePrefixFeaturesOutMixin, TransformerMixin, TrainingLoop, B
         """Pooled backbone features of unit-range images (what ``transform`` returns)."""
         return self.backbone_(self._standardize(x), stage)
 
+    def _gather(self, x):
+        """``x`` from every torchrun process, concatenated (with gradients); ``x`` in one process.
+
+        For losses that compare samples across the batch: each process then
+        computes the loss of the global batch, and DDP's gradient average
+        gives exactly the single-process gradient.
+        """
+        return _distributed.gather(x)
+
     def _device(self):
         if isinstance(self.device, str) and self.device == "auto":
-            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+            if not torch.cuda.is_available():
+                return torch.device("cpu")
+            return _distributed.local_device() if _distributed.launched() else torch.device("cuda")
         try:
             device = torch.device(self.device)
         except RuntimeError as exc:
@@ -434,6 +463,7 @@ class BaseSSL(ClassNamePrefixFeaturesOutMixin, TransformerMixin, TrainingLoop, B
             self.scale_ = self._fit_scale(X) if streaming else fit_scale(X)
         source = self._source(X)
         device = self._device()
+        self._rank, self._world = _distributed.init(device)
         seed = int(check_random_state(self.random_state).randint(2**31 - 1))
         checkpoint = None
         if self.checkpoint_dir is not None:
@@ -453,15 +483,19 @@ class BaseSSL(ClassNamePrefixFeaturesOutMixin, TransformerMixin, TrainingLoop, B
                 self._initialise(self._statistics_sample(source))
                 self.history_ = []
             self.augment_ = getattr(self, "augment", None) or self._default_augment(self._working_size(), self.image_shape_[2])
-            self._generator = torch.Generator(device=device).manual_seed(seed)
+            # Each process draws its own augmentations; decisions every process
+            # must share (cluster seeds, say) come from the shared generator.
+            self._generator = torch.Generator(device=device).manual_seed(seed + 7919 * self._rank)
+            self._shared_generator = (self._generator if self._world == 1
+                                      else torch.Generator(device=device).manual_seed(seed))
             try:
                 if self._trains:
                     self._loop_train(source, device, checkpoint, resume=not warm)
                 else:
                     self.networks_.eval()
             finally:
-                for name in ("_generator", "_total_steps", "_step", "_batch_index", "_interrupted", "_data_key",
-                             "_epoch_metrics", "_num_workers"):
+                for name in ("_generator", "_shared_generator", "_total_steps", "_step", "_batch_index", "_interrupted",
+                             "_data_key", "_epoch_metrics", "_num_workers", "_rank", "_world"):
                     self.__dict__.pop(name, None)
         self._n_features_out = self.embedding_dim_
         return self
@@ -511,14 +545,21 @@ class BaseSSL(ClassNamePrefixFeaturesOutMixin, TransformerMixin, TrainingLoop, B
         batch_size = batch_size or self.batch_size
         workers = getattr(self, "_num_workers", None)
         workers = resolve_num_workers(self.num_workers, source) if workers is None else workers
+        # Under torchrun each process embeds a contiguous shard and the shards are gathered.
+        rank, world = _distributed.world()
+        n = len(source)
+        if n < world:
+            rank, world = 0, 1
+        shard = torch.arange(n).tensor_split(world)[rank]
         while True:
             try:
                 outputs = []
-                batches = source.batches(torch.arange(len(source)).split(batch_size), workers, device.type == "cuda")
+                batches = source.batches(shard.split(batch_size), workers, device.type == "cuda")
                 with torch.inference_mode(), self._autocast(device):
                     for _, chunk in batches:
                         outputs.append(fn(self._prepare(chunk, device)).float().cpu())
-                return torch.cat(outputs).numpy()
+                out = torch.cat(outputs)
+                return (_distributed.gather_uneven(out) if world > 1 else out).numpy()
             except torch.OutOfMemoryError:
                 if batch_size == 1:
                     raise
@@ -542,6 +583,7 @@ class BaseSSL(ClassNamePrefixFeaturesOutMixin, TransformerMixin, TrainingLoop, B
         """
         check_is_fitted(self, "networks_")
         X = self._check_input(X, reset=False)
+        _distributed.init(self._device())
         return self._map_batches(X, lambda x: self._encode(x, self.stage)).astype(np.float32, copy=False)
 
     # ---------------------------------------------------------- persistence

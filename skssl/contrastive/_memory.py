@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._distributed import mean_over_ranks
+
 
 class MemoryBank(nn.Module):
     """One L2-normalised embedding per training image (Wu et al. 2018).
@@ -93,6 +95,7 @@ class MemoryBank(nn.Module):
         """
         logits = logits.detach().float()
         estimate = math.log(len(self)) + torch.logsumexp(logits.flatten(), 0) - math.log(logits.numel())
+        estimate = mean_over_ranks(estimate)  # one Z for every torchrun process
         self.log_z.copy_(torch.where(self.log_z_known, self.log_z, estimate))
         self.log_z_known.fill_(True)
         return self.log_z

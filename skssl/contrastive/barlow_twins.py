@@ -111,4 +111,4 @@ class BarlowTwins(MultiViewSSL):
         # One forward pass over both views (BatchNorm in the projector sees
         # the whole 2n batch); the loss standardises each view separately.
         z1, z2 = self.networks_["projector"](self._encode(torch.cat(self._views(x)))).chunk(2)
-        return barlow_twins_loss(z1, z2, self.lambd)
+        return barlow_twins_loss(self._gather(z1), self._gather(z2), self.lambd)  # global batch statistics under torchrun

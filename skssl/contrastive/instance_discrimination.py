@@ -159,4 +159,6 @@ class InstanceDiscriminationSSL(MultiViewSSL):
         return bank_nce_loss(v, bank, index, self.n_negatives, self.temperature, self._generator)
 
     def _after_step(self):
-        self.networks_["memory"].update(self._batch_index, self.__dict__.pop("_bank_update"), self.bank_momentum)
+        # Under torchrun every process writes every process's rows, so the banks stay equal.
+        self.networks_["memory"].update(self._gather(self._batch_index), self._gather(self.__dict__.pop("_bank_update")),
+                                        self.bank_momentum)

@@ -10,6 +10,7 @@ from torch import nn
 from ._memory import Queue
 from ._momentum import ema_update_, frozen_copy
 from ._multiview import MultiViewSSL
+from ._split_bn import key_order, split_batch_norm
 from ..losses import fp32_loss
 
 
@@ -59,10 +60,14 @@ class MoCo(MultiViewSSL):
     Small-data adaptations: the queue holds at most one key per training
     image (``min(queue_size, n_samples)``) and a query never treats a queued
     key of its own image as a negative (the queue records image indices); on
-    ImageNet neither case arises. MoCo's shuffling BN is not implemented:
-    it exists to give a query and its key batch statistics from different
-    GPUs' sub-batches; here both encoders normalise over the whole batch on
-    one device.
+    ImageNet neither case arises.
+
+    Shuffling BN is needed on one device too: the leak it prevents comes
+    from a query and its key being normalised over the same images, not
+    from the number of GPUs. ``bn_splits`` emulates it as MoCo's CIFAR-10
+    demo does: both encoders' BatchNorm2d layers normalise sub-batches
+    separately, and the keys are reordered so that each lands in another
+    sub-batch than its query (the order is undone after the key encoder).
 
     Parameters
     ----------
@@ -76,6 +81,12 @@ class MoCo(MultiViewSSL):
         or two while still changing slowly between consecutive keys.
     queue_size : int, default=4096
         Negative keys kept (the paper: 65536), capped at the training size.
+    bn_splits : int, default=8
+        Sub-batches the backbones' BatchNorm normalises separately in
+        training (shuffling BN on one device; the paper: 8 GPUs, the CIFAR
+        demo: 8 splits); a batch that does not divide evenly uses the largest
+        number of equal sub-batches of at least 2 images up to it. 1 turns
+        it off: BatchNorm over the whole batch. BMEASURED
     {view_parameters}
     {common_parameters}
 
@@ -94,13 +105,15 @@ class MoCo(MultiViewSSL):
     """
 
     _recipe = "moco_v2"
-    _params = {"projection_dim": 128, "temperature": 0.2, "momentum": 0.99, "queue_size": 4096, "max_epochs": 30}
+    _params = {"projection_dim": 128, "temperature": 0.2, "momentum": 0.99, "queue_size": 4096, "bn_splits": 8,
+               "max_epochs": 30}
     _parameter_constraints = {
         **MultiViewSSL._parameter_constraints,
         "projection_dim": [Interval(Integral, 1, None, closed="left")],
         "temperature": [Interval(Real, 0, None, closed="neither")],
         "momentum": [Interval(Real, 0, 1, closed="both")],
         "queue_size": [Interval(Integral, 1, None, closed="left")],
+        "bn_splits": [Interval(Integral, 1, None, closed="left")],
     }
 
     def _build_heads(self, feature_dim):
@@ -112,6 +125,8 @@ class MoCo(MultiViewSSL):
     def _build_networks(self):
         # The key encoder copies the backbone, which _build_heads does not see.
         super()._build_networks()
+        if self.bn_splits > 1:
+            self.networks_["backbone"] = split_batch_norm(self.networks_["backbone"], self.bn_splits)
         self.networks_["key_backbone"] = frozen_copy(self.networks_["backbone"])
         self.networks_["key_projector"] = frozen_copy(self.networks_["projector"])
 
@@ -119,8 +134,9 @@ class MoCo(MultiViewSSL):
         x_q, x_k = self._views(x)
         q = self.networks_["projector"](self._encode(x_q))
         with torch.no_grad():
-            k = self.networks_["key_projector"](self.networks_["key_backbone"](self._standardize(x_k)))
-            k = F.normalize(k.float(), dim=1)
+            order = key_order(len(x_k), self.bn_splits, self._generator)  # shuffling BN
+            k = self.networks_["key_projector"](self.networks_["key_backbone"](self._standardize(x_k[order])))
+            k = F.normalize(k[torch.argsort(order)].float(), dim=1)
         queue = self.networks_["queue"]
         self._new_keys = k  # enqueued in _after_step: the loss's backward still reads the queue
         ignore = queue.index[None, :] == self._batch_index[:, None]
@@ -128,6 +144,7 @@ class MoCo(MultiViewSSL):
 
     def _after_step(self):
         nets = self.networks_
-        nets["queue"].enqueue(self.__dict__.pop("_new_keys"), self._batch_index)
+        # Under torchrun every process enqueues every process's keys, so the queues stay equal.
+        nets["queue"].enqueue(self._gather(self.__dict__.pop("_new_keys")), self._gather(self._batch_index))
         ema_update_(nets["key_backbone"], nets["backbone"], self.momentum)
         ema_update_(nets["key_projector"], nets["projector"], self.momentum)

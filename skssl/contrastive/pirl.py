@@ -98,7 +98,8 @@ class PIRL(MultiViewSSL):
     def _jigsaw_embedding(self, x):
         tiles = grid_tiles(x, GRID, self.gap, jitter=True, generator=self._generator)  # (B, 9, C, t, t)
         b, k = tiles.shape[:2]
-        orders = max_hamming_permutations(self.n_permutations, k, seed=0).to(x.device)
+        # PIRL's own choice of orders; "min" keeps the set it was trained with before.
+        orders = max_hamming_permutations(self.n_permutations, k, seed=0, selection="min").to(x.device)
         order = orders[torch.randint(len(orders), (b,), generator=self._generator, device=x.device)]
         tiles = tiles[torch.arange(b, device=x.device)[:, None], order]
         per_tile = self.networks_["tile_head"](self._encode(tiles.flatten(0, 1)))
@@ -124,4 +125,6 @@ class PIRL(MultiViewSSL):
         return self.loss_weight * self._contrast(jigsaw) + (1 - self.loss_weight) * self._contrast(image)
 
     def _after_step(self):
-        self.networks_["memory"].update(self._batch_index, self.__dict__.pop("_bank_update"), self.bank_momentum)
+        # Under torchrun every process writes every process's rows, so the banks stay equal.
+        self.networks_["memory"].update(self._gather(self._batch_index), self._gather(self.__dict__.pop("_bank_update")),
+                                        self.bank_momentum)

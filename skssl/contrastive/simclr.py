@@ -64,4 +64,4 @@ class SimCLR(MultiViewSSL):
         # Both views in one forward pass: BatchNorm sees the whole 2n batch.
         views = torch.cat(self._views(x))
         z1, z2 = self.networks_["projector"](self._encode(views)).chunk(2)
-        return nt_xent(z1, z2, self.temperature)
+        return nt_xent(self._gather(z1), self._gather(z2), self.temperature)  # the global batch under torchrun

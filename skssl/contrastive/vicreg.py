@@ -144,5 +144,5 @@ class VICReg(MultiViewSSL):
 
     def _loss(self, x):
         z1, z2 = self.networks_["expander"](self._encode(torch.cat(self._views(x)))).chunk(2)
-        return vicreg_loss(z1, z2, self.invariance_weight, self.variance_weight, self.covariance_weight,
+        return vicreg_loss(self._gather(z1), self._gather(z2), self.invariance_weight, self.variance_weight, self.covariance_weight,
                            self.target_std)

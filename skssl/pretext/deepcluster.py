@@ -10,7 +10,7 @@ from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import normalized_mutual_info_score
-from sklearn.utils._param_validation import Interval
+from sklearn.utils._param_validation import Interval, StrOptions
 from torch import nn
 
 from ..augment import Augment
@@ -35,6 +35,22 @@ def split_empty_clusters(features, labels, n_clusters, rng):
         counts[largest] -= len(moved)
         counts[empty] = len(moved)
     return labels
+
+
+_SOBEL = ((1.0, 0.0, -1.0), (2.0, 0.0, -2.0), (1.0, 0.0, -1.0))
+
+
+def sobel(x):
+    """The fixed Sobel filter of DeepCluster: ``(n, c, h, w)`` -> ``(n, 2, h, w)`` gradients.
+
+    The channel mean (DeepCluster's 1x1 "grayscale" convolution with weights
+    1/3) goes through the horizontal and vertical 3x3 Sobel kernels. Borders
+    are replicate-padded (the official code pads with zeros, which puts
+    false edges along the border of every image).
+    """
+    kernel = torch.tensor(_SOBEL, dtype=x.dtype, device=x.device)
+    weight = torch.stack([kernel, kernel.T])[:, None]  # (2, 1, 3, 3)
+    return F.conv2d(F.pad(x.mean(1, keepdim=True), (1, 1, 1, 1), mode="replicate"), weight)
 
 
 def whiten_normalize(features, n_components):
@@ -86,6 +102,13 @@ class DeepClusterSSL(BaseSSL):
         Number of k-means clusters (capped at the number of training images).
     pca_dim : int, default=64
         Dimensions kept by the PCA whitening (capped by samples and features).
+    sobel : {"auto", True, False}, default="auto"
+        Feed the backbone the fixed Sobel gradients of the (standardised)
+        image's channel mean instead of the image (:func:`sobel`; 2 input
+        channels), so that clusters cannot form on colour: the paper's
+        setting (official ``--sobel``). ``"auto"``: on for RGB images, off
+        otherwise. SOBELMEASURED A custom ``backbone`` module must then take
+        2 input channels.
     augment : skssl.augment.Augment or None, default=None
         ``None`` uses a random crop (scale 0.4-1) and horizontal flip.
     {common_parameters}
@@ -108,11 +131,12 @@ class DeepClusterSSL(BaseSSL):
     ((200, 128), (200,))
     """
 
-    _params = {"n_clusters": 100, "pca_dim": 64, "augment": None, "max_epochs": 20, "lr": 2e-3}
+    _params = {"n_clusters": 100, "pca_dim": 64, "sobel": "auto", "augment": None, "max_epochs": 20, "lr": 2e-3}
     _parameter_constraints = {
         **BaseSSL._parameter_constraints,
         "n_clusters": [Interval(Integral, 1, None, closed="left")],
         "pca_dim": [Interval(Integral, 1, None, closed="left")],
+        "sobel": [StrOptions({"auto"}), "boolean"],
         "augment": [Augment, None],
     }
 
@@ -122,6 +146,23 @@ class DeepClusterSSL(BaseSSL):
 
     def _default_augment(self, image_size, channels):
         return Augment(crop_scale=(0.4, 1.0), flip_p=0.5, jitter_p=0.0, grayscale_p=0.0)
+
+    def _uses_sobel(self):
+        return self.image_shape_[2] == 3 if self.sobel == "auto" else bool(self.sobel)
+
+    def _build_networks(self):
+        if not self._uses_sobel():
+            return super()._build_networks()
+        shape = self.image_shape_
+        self.image_shape_ = (*shape[:2], 2)  # the backbone sees the two Sobel gradients
+        try:
+            super()._build_networks()
+        finally:
+            self.image_shape_ = shape
+
+    def _encode(self, x, stage=-1):
+        x = self._standardize(x)
+        return self.backbone_(sobel(x) if self._uses_sobel() else x, stage)
 
     def _build_heads(self, feature_dim):
         return {"head": ClusterClassifier(feature_dim, min(self.n_clusters, self._n_train), self._n_train)}
@@ -134,7 +175,7 @@ class DeepClusterSSL(BaseSSL):
         features = self._map_images(images, self._encode).astype(np.float64)
         n_components = max(1, min(self.pca_dim, features.shape[1], len(images) - 1))
         z = whiten_normalize(features, n_components)
-        seed = int(torch.randint(2**31 - 1, (1,), generator=self._generator, device=self._generator.device))
+        seed = int(torch.randint(2**31 - 1, (1,), generator=self._shared_generator, device=self._shared_generator.device))
         with warnings.catch_warnings():  # fewer distinct points than clusters: handled below
             warnings.simplefilter("ignore", ConvergenceWarning)
             labels = KMeans(n_clusters, n_init=1, random_state=seed).fit_predict(z)

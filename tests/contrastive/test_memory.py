@@ -14,8 +14,8 @@ def test_bank_starts_with_unit_rows_and_unset_normaliser():
     bank = MemoryBank(10, 4)
     assert bank.features.shape == (10, 4)
     assert torch.allclose(bank.features.norm(dim=1), torch.ones(10))
-    assert torch.isnan(bank.log_z)
-    assert set(dict(bank.named_buffers())) == {"features", "log_z"}
+    assert not bank.log_z_known and torch.isfinite(bank.log_z)  # finite, so divergence snapshots are taken
+    assert set(dict(bank.named_buffers())) == {"features", "log_z", "log_z_known"}
 
 
 def test_bank_update_is_normalised_momentum_average_of_batch_rows_only():
