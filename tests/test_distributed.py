@@ -90,3 +90,24 @@ def test_two_process_fit_killed_and_restarted_resumes_from_its_checkpoint(tmp_pa
     reference, resumed = _load(tmp_path / "reference", 0), _load(tmp_path / "resumed", 0)
     for key, value in reference["state"].items():
         torch.testing.assert_close(resumed["state"][key], value, rtol=0, atol=0, msg=key)
+
+
+def test_grid_search_over_pretexts_with_two_loky_workers_keeps_checkpoints_apart(tmp_path):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GridSearchCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from skssl import RotationSSL, SimCLR
+    from skssl.datasets import load_digits_images
+
+    X, y = load_digits_images(return_X_y=True)
+    X, y = X[:150], y[:150]
+    tiny = dict(max_epochs=1, batch_size=32, random_state=0, checkpoint_dir=str(tmp_path))
+    pipe = make_pipeline(RotationSSL(**tiny), StandardScaler(), LogisticRegression(max_iter=200))
+    search = GridSearchCV(pipe, {"rotationssl": [RotationSSL(**tiny), SimCLR(**tiny)]}, cv=2, n_jobs=2)
+    search.fit(X, y)
+    files = sorted(os.listdir(tmp_path))
+    # 2 candidates x 2 folds + the refit on all data: 5 fits, 5 files, none shared.
+    assert len(files) == 5 and not [f for f in files if f.startswith(".tmp")], files
+    assert search.best_score_ > 0.5
