@@ -8,18 +8,29 @@ fashion  : pretrain on ``--n-train`` Fashion-MNIST training images for
            LogisticRegression) trained on those images' labels and tested on
            the 10,000 test images.
 
-Results go to benchmarks/results/quality_<dataset>.json; ``python
-benchmarks/report.py`` turns every result file into docs/benchmarks.md.
+fashion with ``--minutes M``: each method trains for ``--epochs`` epochs or
+           ``M`` minutes, whichever ends first (the fit is stopped the way
+           Ctrl-C stops it, keeping what it learned); the row records the
+           epochs and batches it got.
+
+Results go to benchmarks/results/<--out>.json (default quality_<dataset>);
+with ``--methods`` the rows of those methods replace theirs in an existing
+file. ``python benchmarks/report.py`` turns every result file into
+docs/benchmarks.md, with the value of results/before/<same file> next to it.
 
     python benchmarks/quality.py digits
-    python benchmarks/quality.py fashion --n-train 10000 --epochs 5
+    python benchmarks/quality.py fashion --n-train 4000 --epochs 3 --threads 1     # the quick table
+    python benchmarks/quality.py fashion --n-train 60000 --epochs 1 --minutes 3 --out quality_fashion_full
 """
 
 import argparse
 import json
 import os
 import platform
+import signal
+import threading
 import time
+import warnings
 
 import numpy as np
 import torch
@@ -36,7 +47,22 @@ def methods(names):
     return [("RandomInit", RandomInit)] + [(cls.__name__, cls) for cls in chosen]
 
 
-def run(dataset, names, n_train, epochs, device, save):
+def fit_within(model, X, minutes):
+    """Fit, stopping (as Ctrl-C does, keeping what was learned) after ``minutes`` if given."""
+    timer = None
+    if minutes:
+        timer = threading.Timer(60 * minutes, lambda: os.kill(os.getpid(), signal.SIGINT))
+        timer.start()
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*interrupted.*")
+            return model.fit(X)
+    finally:
+        if timer is not None:
+            timer.cancel()
+
+
+def run(dataset, names, n_train, epochs, device, save, minutes=None, previous=None):
     if dataset == "digits":
         X, y = skssl.load_digits_images(return_X_y=True)
         X_test = y_test = None
@@ -46,7 +72,9 @@ def run(dataset, names, n_train, epochs, device, save):
         X_test, y_test = skssl.load_fashion_mnist(subset="test", return_X_y=True)
         idx = np.random.RandomState(0).permutation(len(X))[:n_train]
         X, y = X[idx], y[idx]
-        budget = f"{epochs} epochs on {n_train} training images"
+        budget = f"{epochs} epoch{'s' if epochs > 1 else ''} on {len(X):,} training images"
+        if minutes:
+            budget += f", at most {minutes:g} minutes of training per method"
 
     def score(model):
         if dataset == "digits":
@@ -62,12 +90,17 @@ def run(dataset, names, n_train, epochs, device, save):
         "torch": torch.__version__,
         "rows": rows,
     }
+    kept = [r for r in (previous or {}).get("rows", []) if names and r["method"] not in names and r["method"] != "raw pixels"]
 
     def record(row):  # written after every method, so a long run that stops keeps its rows
         rows.append(row)
         print(row, flush=True)
+        order = {cls.__name__: i for i, cls in enumerate((RandomInit,) + tuple(skssl.ESTIMATORS))}
+        rows.sort(key=lambda r: -1 if r["method"] == "raw pixels" else order.get(r["method"], 99))
         save(result)
 
+    for row in kept:
+        rows.append(row)
     record({"method": "raw pixels", "seconds": 0.0, **score(None)})
     for name, cls in methods(names):
         params = dict(random_state=0, device=device)
@@ -75,12 +108,15 @@ def run(dataset, names, n_train, epochs, device, save):
             params["max_epochs"] = epochs
         start = time.perf_counter()
         try:
-            model = cls(**params).fit(X)
+            model = fit_within(cls(**params), X, minutes)
         except ValueError as exc:  # e.g. colorization on grayscale images
             record({"method": name, "skipped": str(exc)})
             continue
         seconds = time.perf_counter() - start
-        record({"method": name, "seconds": round(seconds, 1), "epochs": len(model.history_), **score(model)})
+        row = {"method": name, "seconds": round(seconds, 1), "epochs": len(model.history_), **score(model)}
+        if model.history_ and model.history_[-1].get("interrupted"):
+            row["stopped_at_batch"] = model.history_[-1]["batches"]
+        record(row)
     return result
 
 
@@ -91,15 +127,21 @@ def main():
     parser.add_argument("--n-train", type=int, default=10_000)
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--minutes", type=float, help="training-time budget per method (fashion)")
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's, i.e. the machine's cores)")
+    parser.add_argument("--out", help="result file name without .json (default quality_<dataset>)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     os.makedirs(RESULTS, exist_ok=True)
-    path = os.path.join(RESULTS, f"quality_{args.dataset}.json")
+    path = os.path.join(RESULTS, f"{args.out or 'quality_' + args.dataset}.json")
+    previous = json.load(open(path)) if args.methods and os.path.exists(path) else None
 
     def save(result):
         with open(path, "w") as f:
             json.dump(result, f, indent=1)
 
-    run(args.dataset, args.methods, args.n_train, args.epochs, args.device, save)
+    run(args.dataset, args.methods, args.n_train, args.epochs, args.device, save, args.minutes, previous)
     print("wrote", path)
 
 

@@ -12,7 +12,16 @@ def fmt(value):
     return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
-def quality_table(result):
+def _before(path):
+    """The same result file before issue 9's recipe changes, as {method: row}, if kept."""
+    before = os.path.join(HERE, "results", "before", os.path.basename(path))
+    if not os.path.exists(before):
+        return {}
+    with open(before) as f:
+        return {r["method"]: r for r in json.load(f)["rows"]}
+
+
+def quality_table(result, before=None):
     lines = [
         f"### Quality on {result['dataset']}",
         "",
@@ -24,13 +33,19 @@ def quality_table(result):
     key = list(columns)[-1]
     baseline = next(r[key] for r in result["rows"] if r["method"] == "raw pixels")
     verdict_header = "beats raw pixels at 10" if key == "10" else "beats raw pixels"
-    lines += [f"| method | {' | '.join(columns.values())} | {verdict_header} | fit seconds |", "|---" * (len(columns) + 3) + "|"]
+    before = before or {}
+    then = f"{columns[key]}, skssl 0.1" if before else None
+    extra = [then] if then else []
+    lines += [f"| method | {' | '.join(columns.values())} | {' | '.join(extra + [verdict_header])} | fit seconds |",
+              "|---" * (len(columns) + len(extra) + 3) + "|"]
     for r in result["rows"]:
+        old = [fmt(before[r["method"]][key]) if key in before.get(r["method"], {}) else "—"] if then else []
         if "skipped" in r:
-            lines.append(f"| {r['method']} |{' — |' * len(columns)} skipped: {r['skipped']} | |")
+            lines.append(f"| {r['method']} |{' — |' * (len(columns) + len(old))} skipped: {r['skipped']} | |")
             continue
         verdict = "" if r["method"] == "raw pixels" else ("yes" if r[key] > baseline else "no")
-        lines.append(f"| {r['method']} | {' | '.join(fmt(r[c]) for c in columns)} | {verdict} | {r['seconds']} |")
+        budget = f" ({r['epochs'] - 1} epochs + {r['stopped_at_batch']} batches)" if "stopped_at_batch" in r else ""
+        lines.append(f"| {r['method']} | {' | '.join([fmt(r[c]) for c in columns] + old)} | {verdict} | {r['seconds']}{budget} |")
     scored = [r for r in result["rows"] if "skipped" not in r and r["method"] not in ("raw pixels", "RandomInit")]
     random_init = next((r[key] for r in result["rows"] if r["method"] == "RandomInit" and key in r), None)
     won = [r["method"] for r in scored if r[key] > baseline]
@@ -54,6 +69,17 @@ def throughput_table(result):
     ]
     for r in result["rows"]:
         lines.append(f"| {r['method']} | {r['skssl_images_per_s']} | {r.get('hand_images_per_s', '—')} | {r.get('ratio', '—')} |")
+    return lines + [""]
+
+
+def other_table(name, result):
+    """Data-source and distributed results: their figures as a list."""
+    lines = [f"### {name[:-5].replace('_', ' ')}", "", f"{result.get('machine', '')}, torch {result.get('torch', '')}.", ""]
+    for key, value in result.items():
+        if key in ("machine", "torch"):
+            continue
+        lines.append(f"- **{key}**: " + (", ".join(f"{k}: {v}" for k, v in value.items()) if isinstance(value, dict)
+                                          else json.dumps(value)))
     return lines + [""]
 
 
@@ -85,7 +111,13 @@ def main():
     for path in sorted(glob.glob(os.path.join(HERE, "results", "*.json"))):
         with open(path) as f:
             result = json.load(f)
-        lines += (throughput_table if os.path.basename(path).startswith("throughput") else quality_table)(result)
+        name = os.path.basename(path)
+        if name.startswith("throughput"):
+            lines += throughput_table(result)
+        elif name.startswith("quality"):
+            lines += quality_table(result, _before(path))
+        else:
+            lines += other_table(name, result)
     with open(OUT, "w") as f:
         f.write("\n".join(lines))
     print("wrote", os.path.normpath(OUT))
