@@ -5,6 +5,7 @@ from .baselines import RandomInit
 from .contrastive import BYOL, PIRL, BarlowTwins, InstanceDiscriminationSSL, MoCo, SimCLR, SimSiam, VICReg
 from .datasets import load_digits_images, load_fashion_mnist
 from .evaluation import embedding_diagnostics, few_label_score, knn_score, linear_probe_score
+from .masked import BEiT, MAE
 from .persistence import load
 from .pretext import (
     GANSSL,
@@ -26,6 +27,7 @@ ESTIMATORS = (
     RotationSSL, JigsawSSL, RelativePositionSSL, ColorizationSSL, SplitBrainSSL, InpaintingSSL,
     SuperResolutionSSL, DenoisingAutoencoderSSL, DeepClusterSSL, GANSSL,
     InstanceDiscriminationSSL, PIRL, SimCLR, MoCo, BYOL, SimSiam, BarlowTwins, VICReg,
+    BEiT, MAE,
 )
 
 __all__ = [

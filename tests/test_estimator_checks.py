@@ -4,6 +4,7 @@ import pytest
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import skssl
+from skssl._vit import VisionTransformer
 from skssl.baselines import RandomInit
 
 # Tiny settings: the checks fit dozens of times on small random 2-D data.
@@ -19,6 +20,9 @@ SMALL_HEADS = {
     "SimSiam": dict(projection_dim=8, predictor_hidden_dim=4),
     "BarlowTwins": dict(projection_dim=8),
     "VICReg": dict(projection_dim=8),
+    "BEiT": dict(backbone=VisionTransformer(patch_size=2, embed_dim=16, depth=1, num_heads=2), n_tokens=8, tokenizer_epochs=1),
+    "MAE": dict(backbone=VisionTransformer(patch_size=2, embed_dim=16, depth=1, num_heads=2), decoder_dim=16,
+                decoder_depth=1, decoder_heads=2),
 }
 ESTIMATORS = [cls(**TINY, **SMALL_HEADS.get(cls.__name__, {})) for cls in skssl.ESTIMATORS]
 ESTIMATORS += [
@@ -27,7 +31,13 @@ ESTIMATORS += [
 ]
 
 GRAY = "its 1- and 4-feature data are square counts, read as one-channel images, which colorization refuses by design"
+# MAE and BEiT run here with a tiny ViT passed as a module (the named ViTs are slow
+# on CPU); the check hashes a deep copy of each parameter, and joblib.hash of a
+# torch tensor changes under copy.deepcopy, so a module parameter always "changes".
+MODULE_PARAM = "joblib.hash of a torch module parameter differs from that of its deep copy, so the check cannot compare it"
 EXPECTED_FAILURES = {
+    "BEiT": {"check_estimators_overwrite_params": MODULE_PARAM},
+    "MAE": {"check_estimators_overwrite_params": MODULE_PARAM},
     "ColorizationSSL": {
         "check_fit2d_1feature": GRAY,
         "check_n_features_in_after_fitting": GRAY,
