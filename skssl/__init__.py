@@ -4,6 +4,8 @@ from .base import BaseSSL
 from .baselines import RandomInit
 from .contrastive import BYOL, PIRL, BarlowTwins, InstanceDiscriminationSSL, MoCo, SimCLR, SimSiam, VICReg
 from .datasets import load_digits_images, load_fashion_mnist
+from .diagnostics import (alignment_uniformity, compare_pretexts, implicit_dimensionality, pretext_generalization,
+                          random_label_baseline)
 from .evaluation import embedding_diagnostics, few_label_score, knn_score, linear_probe_score
 from .masked import BEiT, MAE
 from .persistence import load
@@ -34,5 +36,7 @@ __all__ = [
     "BaseSSL", "RandomInit", "ESTIMATORS", "load",
     *(cls.__name__ for cls in ESTIMATORS),
     "embedding_diagnostics", "few_label_score", "knn_score", "linear_probe_score",
+    "alignment_uniformity", "compare_pretexts", "implicit_dimensionality", "pretext_generalization",
+    "random_label_baseline",
     "load_digits_images", "load_fashion_mnist",
 ]

@@ -11,6 +11,7 @@ from .._tiles import grid_tiles
 from ..augment import Augment
 from ..base import BaseSSL
 from ..heads import mlp
+from ._random_targets import pretext_targets, random_target_heads
 
 # Row-major indices of the 8 neighbours of the centre cell of a 3x3 grid;
 # class k is the neighbour at NEIGHBOURS[k] (0: top-left ... 7: bottom-right).
@@ -54,6 +55,13 @@ class RelativePositionSSL(BaseSSL):
     augment : skssl.augment.Augment or None, default=None
         Augmentation applied before tiling; ``None`` uses a mild random crop
         (scale 0.6-1). No flips: they would change the answer.
+    shuffle_pretext_targets : bool, default=False
+        Train on random labels instead of the positions: each training image
+        gets its own fixed random permutation of the eight position labels
+        (seeded, the same in every epoch), so the network sees the same tile
+        pairs but can only fit the targets by memorising them. The
+        random-label baseline of Wallace & Hariharan (2020), see
+        :func:`skssl.diagnostics.random_label_baseline`.
     {common_parameters}
 
     Attributes
@@ -70,19 +78,21 @@ class RelativePositionSSL(BaseSSL):
     (200, 128)
     """
 
-    _params = {"gap": 0.25, "augment": None, "max_epochs": 30, "lr": 2e-3}
+    _params = {"gap": 0.25, "augment": None, "shuffle_pretext_targets": False, "max_epochs": 30, "lr": 2e-3}
     _parameter_constraints = {
         **BaseSSL._parameter_constraints,
         "gap": [Interval(Real, 0, 1, closed="left")],
         "augment": [Augment, None],
+        "shuffle_pretext_targets": ["boolean"],
     }
     _min_image_size = 24
+    _pretext_score_is_accuracy = True
 
     def _default_augment(self, image_size, channels):
         return Augment(crop_scale=(0.6, 1.0), flip_p=0.0, jitter_p=0.0, grayscale_p=0.0)
 
     def _build_heads(self, feature_dim):
-        return {"head": mlp(2 * feature_dim, feature_dim, 8)}
+        return {"head": mlp(2 * feature_dim, feature_dim, 8), **random_target_heads(self, 8)}
 
     def _logits(self, tiles):
         features = self._encode(tiles.flatten(0, 1)).view(*tiles.shape[:2], -1)
@@ -92,7 +102,8 @@ class RelativePositionSSL(BaseSSL):
     def _loss(self, x):
         tiles = grid_tiles(self._augment(x), 3, self.gap, jitter=True, generator=self._generator)
         logits, labels = self._logits(tiles)
-        return F.cross_entropy(logits, labels)
+        targets = pretext_targets(self, labels, 8, lambda index: index.repeat_interleave(8))
+        return F.cross_entropy(logits, targets)
 
     def pretext_score(self, X):
         """Accuracy over the 8 neighbours of every image of ``X``, tiles centred (chance: 0.125)."""

@@ -12,6 +12,7 @@ from .._tiles import grid_tiles, max_hamming_permutations
 from ..augment import Augment
 from ..base import BaseSSL
 from ..heads import mlp
+from ._random_targets import pretext_targets, random_target_heads
 
 
 class PermutationClassifier(nn.Module):
@@ -59,6 +60,13 @@ class JigsawSSL(BaseSSL):
     augment : skssl.augment.Augment or None, default=None
         Augmentation applied before tiling; ``None`` uses a mild random crop
         (scale 0.6-1) and horizontal flip.
+    shuffle_pretext_targets : bool, default=False
+        Train on random labels instead of the permutations: each training
+        image gets its own fixed random permutation of the
+        ``n_permutations`` labels (seeded, the same in every epoch), so the
+        network sees the same shuffled tiles but can only fit the targets by
+        memorising them. The random-label baseline of Wallace & Hariharan
+        (2020), see :func:`skssl.diagnostics.random_label_baseline`.
     {common_parameters}
 
     Attributes
@@ -75,22 +83,26 @@ class JigsawSSL(BaseSSL):
     (200, 128)
     """
 
-    _params = {"n_permutations": 64, "gap": 0.1, "augment": None, "max_epochs": 30, "lr": 2e-3}
+    _params = {"n_permutations": 64, "gap": 0.1, "augment": None,
+               "shuffle_pretext_targets": False, "max_epochs": 30, "lr": 2e-3}
     _parameter_constraints = {
         **BaseSSL._parameter_constraints,
         "n_permutations": [Interval(Integral, 2, 1000, closed="both")],
         "gap": [Interval(Real, 0, 1, closed="left")],
         "augment": [Augment, None],
+        "shuffle_pretext_targets": ["boolean"],
     }
     _min_image_size = 24
     _grid = 3
+    _pretext_score_is_accuracy = True
 
     def _default_augment(self, image_size, channels):
         return Augment(crop_scale=(0.6, 1.0), flip_p=0.5, jitter_p=0.0, grayscale_p=0.0)
 
     def _build_heads(self, feature_dim):
         permutations = max_hamming_permutations(self.n_permutations, self._grid**2)
-        return {"head": PermutationClassifier(feature_dim, permutations)}
+        return {"head": PermutationClassifier(feature_dim, permutations),
+                **random_target_heads(self, self.n_permutations)}
 
     def _logits(self, tiles, labels):
         head = self.networks_["head"]
@@ -101,7 +113,8 @@ class JigsawSSL(BaseSSL):
     def _loss(self, x):
         tiles = grid_tiles(self._augment(x), self._grid, self.gap, jitter=True, generator=self._generator)
         labels = torch.randint(self.n_permutations, (x.shape[0],), generator=self._generator, device=x.device)
-        return F.cross_entropy(self._logits(tiles, labels), labels)
+        targets = pretext_targets(self, labels, self.n_permutations)
+        return F.cross_entropy(self._logits(tiles, labels), targets)
 
     def pretext_score(self, X):
         """Permutation accuracy on ``X`` (chance: ``1 / n_permutations``).

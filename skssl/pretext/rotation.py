@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from ..augment import Augment
 from ..base import BaseSSL
 from ..heads import mlp
+from ._random_targets import pretext_targets, random_target_heads
 
 
 def rotate_all(x):
@@ -39,6 +40,13 @@ class RotationSSL(BaseSSL):
     augment : skssl.augment.Augment or None, default=None
         Augmentation applied before rotating; ``None`` uses RotNet's mild
         random crop (scale 0.6-1) and horizontal flip.
+    shuffle_pretext_targets : bool, default=False
+        Train on random labels instead of the rotations: each training
+        image gets its own fixed random permutation of the four labels
+        (seeded, the same in every epoch), so the network sees the same
+        rotated images but can only fit the targets by memorising them. The
+        random-label baseline of Wallace & Hariharan (2020), see
+        :func:`skssl.diagnostics.random_label_baseline`.
     {common_parameters}
 
     Attributes
@@ -55,18 +63,21 @@ class RotationSSL(BaseSSL):
     (200, 128)
     """
 
-    _params = {"augment": None, "max_epochs": 15, "lr": 2e-3}
-    _parameter_constraints = {**BaseSSL._parameter_constraints, "augment": [Augment, None]}
+    _params = {"augment": None, "shuffle_pretext_targets": False, "max_epochs": 15, "lr": 2e-3}
+    _parameter_constraints = {**BaseSSL._parameter_constraints, "augment": [Augment, None],
+                              "shuffle_pretext_targets": ["boolean"]}
+    _pretext_score_is_accuracy = True
 
     def _default_augment(self, image_size, channels):
         return Augment(crop_scale=(0.6, 1.0), flip_p=0.5, jitter_p=0.0, grayscale_p=0.0)
 
     def _build_heads(self, feature_dim):
-        return {"head": mlp(feature_dim, feature_dim, 4)}
+        return {"head": mlp(feature_dim, feature_dim, 4), **random_target_heads(self, 4)}
 
     def _loss(self, x):
         rotated, labels = rotate_all(self._augment(x))
-        return F.cross_entropy(self.networks_["head"](self._encode(rotated)), labels)
+        targets = pretext_targets(self, labels, 4, lambda index: index.repeat(4))
+        return F.cross_entropy(self.networks_["head"](self._encode(rotated)), targets)
 
     def pretext_score(self, X):
         """Rotation accuracy on ``X`` over all four rotations (chance: 0.25)."""
