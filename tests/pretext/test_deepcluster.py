@@ -43,12 +43,60 @@ def test_same_seed_same_clusters():
     assert np.array_equal(a.labels_, b.labels_)
 
 
-def test_training_makes_clusters_follow_the_digit_classes():
+@pytest.mark.parametrize("sobel, margin", [(True, 0.025), (False, 0.05)])
+def test_training_makes_clusters_follow_the_digit_classes(sobel, margin):
     # labels_ of a one-epoch fit cluster the random-init features (clustering
     # happens before the epoch); after three epochs of training they must
-    # follow the (never seen) classes better.
+    # follow the (never seen) classes better. Measured NMI: 0.42 -> 0.46 with
+    # Sobel (random Sobel features already cluster better), a larger gain without.
     X, y = load_digits_images(return_X_y=True)
-    params = dict(n_clusters=10, batch_size=64, random_state=0)
+    params = dict(n_clusters=10, batch_size=64, sobel=sobel, random_state=0)
     before = DeepClusterSSL(max_epochs=1, **params).fit(X[:320]).labels_
     after = DeepClusterSSL(max_epochs=4, **params).fit(X[:320]).labels_
-    assert normalized_mutual_info_score(y[:320], after) > normalized_mutual_info_score(y[:320], before) + 0.05
+    assert normalized_mutual_info_score(y[:320], after) > normalized_mutual_info_score(y[:320], before) + margin
+
+
+# ------------------------------------------------------------------- Sobel
+import torch  # noqa: E402
+
+from skssl import load  # noqa: E402
+from skssl.pretext.deepcluster import sobel  # noqa: E402
+
+RGB = np.random.default_rng(0).integers(50, 200, (48, 12, 12, 3), dtype=np.uint8)
+
+
+def _in_channels(est):
+    return next(m for m in est.backbone_.modules() if isinstance(m, torch.nn.Conv2d)).in_channels
+
+
+def test_sobel_gives_two_gradient_channels_of_the_channel_mean():
+    ramp = torch.arange(6.0).expand(2, 3, 5, 6).clone()  # grows by 1 per column
+    out = sobel(ramp)
+    assert out.shape == (2, 2, 5, 6)
+    torch.testing.assert_close(out[:, 0, :, 1:-1], torch.full((2, 5, 4), -8.0))  # 1 + 2 + 1, both sides
+    assert torch.equal(out[:, 1], torch.zeros(2, 5, 6))  # no vertical change
+    torch.testing.assert_close(sobel(torch.full((1, 3, 4, 4), 0.7)), torch.zeros(1, 2, 4, 4))  # no border edges
+
+
+def test_sobel_is_on_for_colour_images_and_the_backbone_sees_two_channels(tmp_path):
+    est = DeepClusterSSL(n_clusters=4, max_epochs=1, batch_size=16, random_state=0).fit(RGB)
+    assert est.sobel is True and _in_channels(est) == 2
+    Z = est.transform(RGB)
+    assert Z.shape == (48, est.embedding_dim_)
+    # a colour cast (a constant per channel) is invisible to the Sobel input: clusters cannot form on colour
+    cast = RGB.copy()
+    cast[..., 0] += 30
+    np.testing.assert_allclose(est.transform(cast), Z, atol=1e-5)
+    est.save(tmp_path / "dc.skssl")
+    loaded = load(tmp_path / "dc.skssl")
+    assert _in_channels(loaded) == 2
+    np.testing.assert_array_equal(loaded.transform(RGB), Z)
+    off = DeepClusterSSL(n_clusters=4, max_epochs=1, batch_size=16, sobel=False, random_state=0).fit(RGB)
+    assert _in_channels(off) == 3
+
+
+def test_sobel_is_on_for_grayscale_too_and_can_be_turned_off():
+    X, _ = load_digits_images(return_X_y=True)
+    params = dict(n_clusters=4, max_epochs=1, batch_size=32, random_state=0)
+    assert _in_channels(DeepClusterSSL(**params).fit(X[:64])) == 2
+    assert _in_channels(DeepClusterSSL(sobel=False, **params).fit(X[:64])) == 1
