@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from skssl.augment import Augment
 from skssl.contrastive.moco import MoCo, info_nce
 from skssl.datasets import load_digits_images
 from skssl.evaluation import embedding_diagnostics
@@ -84,3 +85,74 @@ def test_same_seed_same_embedding(digits):
     X = digits[0][:64]
     a, b = (MoCo(max_epochs=1, batch_size=32, projection_dim=8, random_state=3).fit_transform(X) for _ in range(2))
     np.testing.assert_array_equal(a, b)
+
+
+# ------------------------------------------------------------ shuffling BN
+from torch import nn  # noqa: E402
+
+from skssl.contrastive import moco as moco_module  # noqa: E402
+from skssl.contrastive._split_bn import SplitBatchNorm2d, key_order, n_splits, split_batch_norm  # noqa: E402
+
+
+def test_split_count_is_the_largest_even_split_of_at_least_two():
+    assert [n_splits(n, 8) for n in (256, 60, 7, 2, 4, 18)] == [8, 6, 1, 1, 2, 6]
+    assert n_splits(256, 1) == 1
+
+
+def test_split_batch_norm_normalises_each_interleaved_sub_batch_alone():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(12, 3, 4, 4, generator=g) * 2 + 1
+    split = SplitBatchNorm2d(3, splits=3).train()
+    plain = nn.BatchNorm2d(3).train()
+    y = split(x)
+    for j in range(3):  # sub-batch j holds samples j, j + 3, ...
+        torch.testing.assert_close(y[j::3], nn.BatchNorm2d(3).train()(x[j::3]))
+    other = x.clone()
+    other[1::3] += 5.0  # another sub-batch changes: sub-batch 0 does not notice
+    torch.testing.assert_close(split(other)[0::3], y[0::3])
+    once = SplitBatchNorm2d(3, splits=3).train()
+    once(x), plain(x)
+    torch.testing.assert_close(once.running_mean, plain.running_mean)  # equal sizes: same mean
+    split.eval(), plain.eval()
+    plain.load_state_dict(split.state_dict())
+    torch.testing.assert_close(split(x), plain(x))  # eval mode is plain BatchNorm
+
+
+def test_key_order_puts_every_key_in_another_sub_batch_than_its_query():
+    for n, splits in ((256, 8), (60, 8), (12, 2)):
+        s = n_splits(n, splits)
+        order = key_order(n, splits, torch.Generator().manual_seed(0))
+        assert torch.equal(order.sort().values, torch.arange(n))
+        positions = torch.argsort(order)  # where key i is normalised
+        assert (positions % s != torch.arange(n) % s).all()
+        if s > 2:  # each key sub-batch mixes several query sub-batches
+            assert all(len(torch.unique(order[j::s] % s)) > 1 for j in range(s))
+    assert torch.equal(key_order(7, 8, torch.Generator()), torch.arange(7))
+
+
+def test_moco_splits_batch_norm_in_both_encoders_and_keeps_state_dict_keys(digits):
+    X = digits[0][:64]
+    split = MoCo(max_epochs=1, batch_size=32, projection_dim=8, bn_splits=8, random_state=0).fit(X)
+    whole = MoCo(max_epochs=1, batch_size=32, projection_dim=8, bn_splits=1, random_state=0).fit(X)
+    bns = [m for m in split.networks_.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert bns and all(isinstance(m, SplitBatchNorm2d) and m.splits == 8 for m in bns)
+    assert not any(isinstance(m, SplitBatchNorm2d) for m in whole.networks_.modules())
+    assert split.networks_.state_dict().keys() == whole.networks_.state_dict().keys()
+    assert not np.allclose(split.transform(X), whole.transform(X))
+
+
+def test_moco_keys_are_shuffled_for_the_key_encoder_and_unshuffled_after(digits, monkeypatch):
+    est = MoCo(max_epochs=1, batch_size=32, projection_dim=8, bn_splits=8, random_state=0).fit(digits[0][:64])
+    seen = []
+    real = moco_module.key_order
+    monkeypatch.setattr(moco_module, "key_order", lambda *a: seen.append(real(*a)) or seen[-1])
+    x = torch.rand(32, 1, 8, 8)
+    est.networks_.eval()  # running statistics: each key depends on its own image only
+    est._generator, est._batch_index = torch.Generator().manual_seed(0), torch.arange(32)
+    est.augment_ = Augment.none()
+    est._loss(x)
+    assert len(seen) == 1 and not torch.equal(seen[0], torch.arange(32))
+    nets = est.networks_
+    with torch.no_grad():
+        expected = F.normalize(nets["key_projector"](nets["key_backbone"](est._standardize(x))), dim=1)
+    torch.testing.assert_close(est._new_keys, expected)
