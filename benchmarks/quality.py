@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 import skssl
-from skssl import few_label_score, linear_probe_score
+from skssl import few_label_score, knn_score, linear_probe_score
 from skssl.baselines import RandomInit
 
 RESULTS = os.path.join(os.path.dirname(__file__), "results")
@@ -44,7 +44,10 @@ RESULTS = os.path.join(os.path.dirname(__file__), "results")
 
 def methods(names):
     chosen = [cls for cls in skssl.ESTIMATORS if not names or cls.__name__ in names]
-    return [("RandomInit", RandomInit)] + [(cls.__name__, cls) for cls in chosen]
+    baselines = [("RandomInit", RandomInit)]
+    if {cls.__name__ for cls in chosen} & {"MAE", "BEiT"}:  # their backbone is a ViT: its own untrained floor
+        baselines.append(("RandomInit (vit_tiny)", lambda **params: RandomInit(backbone="vit_tiny", **params)))
+    return baselines + [(cls.__name__, cls) for cls in chosen]
 
 
 def fit_within(model, X, minutes):
@@ -79,7 +82,9 @@ def run(dataset, names, n_train, epochs, device, save, minutes=None, previous=No
     def score(model):
         if dataset == "digits":
             return {str(k): v for k, v in few_label_score(model, X, y, n_per_class=(1, 5, 10)).items()}
-        return {"linear_probe": linear_probe_score(model, X, y, X_test=X_test, y_test=y_test)}
+        # kNN too: MAE's features are known to be weak for a linear probe (He et al. 2022).
+        return {"linear_probe": linear_probe_score(model, X, y, X_test=X_test, y_test=y_test),
+                "knn": knn_score(model, X, y, X_test=X_test, y_test=y_test)}
 
     rows = []
     result = {

@@ -13,7 +13,7 @@ import inspect
 import torch
 from torch import nn
 
-from ._vit import vit_small, vit_tiny
+from ._vit import VisionTransformer, vit_small, vit_tiny  # noqa: F401 (VisionTransformer: public here)
 
 
 def _conv_bn_relu(c_in, c_out, stride=1):

@@ -4,7 +4,7 @@ import pytest
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import skssl
-from skssl._vit import VisionTransformer
+from skssl.backbones import VisionTransformer
 from skssl.baselines import RandomInit
 
 # Tiny settings: the checks fit dozens of times on small random 2-D data.

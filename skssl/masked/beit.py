@@ -12,6 +12,7 @@ from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
+from .._distributed import broadcast_state
 from ..augment import Augment
 from ._base import MaskedImageModel
 from .tokenizer import VQTokenizer, fit_tokenizer
@@ -114,7 +115,7 @@ class BEiT(MaskedImageModel):
     {common_parameters}
         For BEiT, ``backbone`` must be a Vision Transformer: ``"auto"`` is
         ``"vit_tiny"``; ``"vit_small"`` or a
-        :class:`skssl._vit.VisionTransformer` module also work.
+        :class:`skssl.backbones.VisionTransformer` module also work.
 
     Attributes
     ----------
@@ -137,7 +138,7 @@ class BEiT(MaskedImageModel):
     """
 
     _params = {"mask_ratio": 0.4, "n_tokens": 512, "tokenizer": None, "tokenizer_epochs": 20, "augment": None,
-               "max_epochs": 100, "batch_size": 128, "lr": 1.5e-3, "weight_decay": 0.05}
+               "max_epochs": 30, "batch_size": 128, "lr": 1.5e-3, "weight_decay": 0.05}
     _parameter_constraints = {
         **MaskedImageModel._parameter_constraints,
         "mask_ratio": [Interval(Real, 0, 1, closed="neither")],
@@ -193,6 +194,7 @@ class BEiT(MaskedImageModel):
         tokenizer.input_mean.copy_(torch.as_tensor(self.channel_mean_))
         tokenizer.input_std.copy_(torch.as_tensor(self.channel_std_))
         loss = fit_tokenizer(tokenizer, batches(), self._generator)
+        broadcast_state(tokenizer)  # under torchrun every rank keeps rank 0's tokenizer
         with torch.no_grad():
             ids = torch.cat([tokenizer.encode(self._prepare(chunk, device)) for chunk in stored.split(batch_size)])
         self._epoch_metrics.update(tokenizer_loss=loss, codebook_usage=ids.unique().numel() / tokenizer.n_tokens)

@@ -125,7 +125,7 @@ class MAE(MaskedImageModel):
     {common_parameters}
         For MAE, ``backbone`` must be a Vision Transformer: ``"auto"`` is
         ``"vit_tiny"``; ``"vit_small"`` or a
-        :class:`skssl._vit.VisionTransformer` module also work.
+        :class:`skssl.backbones.VisionTransformer` module also work.
 
     Attributes
     ----------
@@ -144,7 +144,7 @@ class MAE(MaskedImageModel):
     """
 
     _params = {"mask_ratio": 0.75, "norm_pix_loss": True, "decoder_dim": 128, "decoder_depth": 2, "decoder_heads": 4,
-               "augment": None, "max_epochs": 100, "batch_size": 128, "lr": 1.5e-3, "weight_decay": 0.05}
+               "augment": None, "max_epochs": 50, "batch_size": 128, "lr": 1.5e-3, "weight_decay": 0.05}
     _parameter_constraints = {
         **MaskedImageModel._parameter_constraints,
         "mask_ratio": [Interval(Real, 0, 1, closed="neither")],

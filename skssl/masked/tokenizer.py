@@ -111,7 +111,7 @@ class VQTokenizer(nn.Module):
         is restarted again at the next step. No host syncs: every code draws
         a candidate, only dead ones take it.
         """
-        counts = torch.bincount(ids, minlength=self.n_tokens).to(z.dtype)
+        counts = torch.zeros_like(self.code_count).index_add_(0, ids, torch.ones_like(ids, dtype=z.dtype))
         sums = torch.zeros_like(self.code_sum).index_add_(0, ids, z)
         self.code_count.mul_(decay).add_(counts, alpha=1 - decay)
         self.code_sum.mul_(decay).add_(sums, alpha=1 - decay)

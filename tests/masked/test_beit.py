@@ -7,7 +7,7 @@ from scipy import ndimage
 from sklearn.base import clone
 
 from skssl import BEiT
-from skssl._vit import VisionTransformer
+from skssl.backbones import VisionTransformer
 from skssl.augment import Augment
 from skssl.datasets import load_digits_images
 from skssl.masked.beit import block_masks
