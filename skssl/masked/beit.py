@@ -187,6 +187,8 @@ class BEiT(MaskedImageModel):
             for _ in range(self.tokenizer_epochs):
                 order = torch.randperm(len(stored))
                 for i in range(len(stored) // batch_size):
+                    if getattr(self, "_interrupted", False):  # Ctrl-C stops the tokenizer too
+                        return
                     x = self._prepare(stored[order[i * batch_size:(i + 1) * batch_size].to(stored.device)], device)
                     yield self._augment(x)
 
