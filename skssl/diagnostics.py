@@ -613,7 +613,7 @@ def compare_pretexts(estimators, X, y, *, X_test=None, y_test=None, n_per_class=
                "fit_seconds": seconds}
         for key, value in row.items():
             columns[key].append(value)
-        if verbose:
-            print(PretextComparison({k: [v] for k, v in row.items()}, {}, {}).to_markdown().splitlines()[-1],
-                  flush=True)
+        if verbose:  # the header with the first row, then one line per row
+            lines = PretextComparison({k: [v] for k, v in row.items()}, {}, {}).to_markdown().splitlines()
+            print("\n".join(lines if len(columns["method"]) == 1 else lines[-1:]), flush=True)
     return PretextComparison(columns, curves, fitted)

@@ -22,21 +22,30 @@ def _pyplot():
     try:
         import matplotlib.pyplot as plt
     except ImportError as exc:
-        raise ImportError("skssl.plotting needs matplotlib: pip install skssl[plots] (or pip install matplotlib).") from exc
+        raise ImportError("skssl.plotting needs matplotlib: pip install skssl[plots] "
+                          "(or pip install matplotlib).") from exc
     return plt
 
 
 def _style(i, n):
-    """Colour, marker and line style of series ``i`` of ``n``, distinguishable up to 20 and beyond."""
+    """Colour, marker and line style of series ``i`` of ``n``, distinguishable up to 20 and beyond.
+
+    Dashed lines are kept for random-label baselines.
+    """
     import matplotlib
 
     colours = matplotlib.colormaps["tab10" if n <= 10 else "tab20"]
     markers = "osD^v<>pPX*h"
     return {"color": colours(i % colours.N), "marker": markers[i % len(markers)],
-            "linestyle": ("-", "--", ":", "-.")[(i // colours.N) % 4]}
+            "linestyle": ("-", "-.", ":")[(i // colours.N) % 3]}
 
 
-def plot_comparison(comparison, *, ax=None, title="Few-label accuracy", legend=True):
+# The floors every comparison should show, drawn apart from the methods.
+_BASELINE_STYLES = {"raw pixels": {"color": "black", "marker": "o", "linestyle": ":"},
+                    "RandomInit": {"color": "0.55", "marker": "s", "linestyle": ":"}}
+
+
+def plot_comparison(comparison, *, ax=None, title="Few-label accuracy", legend=True, bands="auto"):
     """Few-label accuracy against labels per class, one curve per estimator.
 
     Parameters
@@ -45,12 +54,15 @@ def plot_comparison(comparison, *, ax=None, title="Few-label accuracy", legend=T
         What :func:`skssl.diagnostics.compare_pretexts` returns, or
         ``{name: {n: accuracy or (mean, std)}}`` (the dicts
         :func:`skssl.evaluation.few_label_score` returns for several ``n``).
-        Standard deviations are drawn as a band; names ending in
-        "(random labels)" are drawn dashed in the colour of their pretext.
+        Names ending in "(random labels)" are drawn dashed in the colour of
+        their pretext; "raw pixels" and "RandomInit" dotted in black and grey.
     ax : matplotlib Axes, optional
     title : str
     legend : bool, default=True
         A legend beside the axes (outside the data).
+    bands : bool or "auto", default="auto"
+        Shade one standard deviation over the draws around each curve (where
+        given); ``"auto"``: only for up to 8 curves, where bands stay readable.
 
     Returns
     -------
@@ -64,10 +76,14 @@ def plot_comparison(comparison, *, ax=None, title="Few-label accuracy", legend=T
     curves = getattr(comparison, "curves", comparison)
     if not curves:
         raise ValueError("nothing to plot: the comparison has no few-label curves")
-    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(8, 5), layout="constrained")
+    many = len(curves) > 8
+    fig, ax = ((ax.figure, ax) if ax is not None
+               else plt.subplots(figsize=(11, 6.5) if many else (7.5, 4.8), layout="constrained"))
+    bands = not many if bands == "auto" else bool(bands)
     suffix = " (random labels)"
-    bases = [name for name in curves if not name.endswith(suffix)]
+    bases = [name for name in curves if not name.endswith(suffix) and name not in _BASELINE_STYLES]
     styles = {name: _style(i, len(bases)) for i, name in enumerate(bases)}
+    styles.update(_BASELINE_STYLES)
     ns = sorted({int(n) for curve in curves.values() for n in curve})
     for i, (name, curve) in enumerate(curves.items()):
         style = dict(styles.get(name[:-len(suffix)] if name.endswith(suffix) else name, _style(i, len(curves))))
@@ -77,7 +93,7 @@ def plot_comparison(comparison, *, ax=None, title="Few-label accuracy", legend=T
         values = [curve[n] for n in x]
         mean = np.array([v[0] if isinstance(v, tuple) else v for v in values], dtype=float)
         ax.plot(x, mean, label=name, linewidth=1.6, markersize=5, **style)
-        if all(isinstance(v, tuple) for v in values):
+        if bands and all(isinstance(v, tuple) for v in values):
             std = np.array([v[1] for v in values], dtype=float)
             ax.fill_between(x, mean - std, mean + std, color=style["color"], alpha=0.12, linewidth=0)
     if len(ns) > 2 and ns[-1] >= 10 * ns[0]:  # 1, 5, 10, 50 labels: even spacing on a log axis
@@ -88,7 +104,7 @@ def plot_comparison(comparison, *, ax=None, title="Few-label accuracy", legend=T
     ax.grid(alpha=0.3)
     if legend:
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", frameon=False,
-                  ncols=1 if len(curves) <= 16 else 2)
+                  ncols=1 if len(curves) <= 26 else 2)
     return fig
 
 
@@ -183,6 +199,8 @@ def plot_history(estimator, *, metrics=None, ncols=4):
     matplotlib.figure.Figure
     """
     plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
+
     if isinstance(estimator, dict):
         histories = {name: _history(m) for name, m in estimator.items()}
         histories = {name: h for name, h in histories.items() if h}
@@ -194,6 +212,7 @@ def plot_history(estimator, *, metrics=None, ncols=4):
         for ax, (name, h) in zip(axes.flat, histories.items()):
             ax.plot([r["epoch"] for r in h], [r["loss"] for r in h], marker="o", markersize=3, color="C0")
             ax.set_title(name, fontsize="medium")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.grid(alpha=0.3)
         for ax in axes.flat[len(histories):]:
             ax.set_visible(False)
@@ -213,6 +232,7 @@ def plot_history(estimator, *, metrics=None, ncols=4):
         points = [(r["epoch"], r[key]) for r in history if key in r]
         ax.plot(*zip(*points), marker="o", markersize=3, color="C0" if key == "loss" else "C1")
         ax.set(xlabel="epoch", ylabel=key.replace("_", " "))
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     name = type(estimator).__name__ if hasattr(estimator, "history_") else "training"
     fig.suptitle(f"{name}: training curves" if metrics else f"{name}: training loss")

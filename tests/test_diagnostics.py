@@ -160,7 +160,8 @@ def test_shuffled_targets_are_a_fixed_random_permutation_per_image(digits, cls, 
 
 
 def test_training_targets_come_from_the_table_of_each_image(rotation):
-    est = RotationSSL(shuffle_pretext_targets=True, **TINY).fit(np.zeros((8, 8, 8), np.uint8) + np.arange(8)[:, None, None])
+    images = np.zeros((8, 8, 8), np.uint8) + np.arange(8, dtype=np.uint8)[:, None, None]
+    est = RotationSSL(shuffle_pretext_targets=True, **TINY).fit(images)
     labels = torch.arange(4).repeat_interleave(3)  # rotate_all's order for a batch of 3
     est._batch_index, est._n_train = torch.tensor([5, 0, 2]), 8
     try:

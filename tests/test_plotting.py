@@ -37,6 +37,8 @@ def test_plot_comparison_draws_one_curve_per_method_with_random_labels_dashed():
     assert lines["RotationSSL (random labels)"].get_linestyle() == "--"
     assert lines["RotationSSL (random labels)"].get_color() == lines["RotationSSL"].get_color()
     assert list(lines["RotationSSL"].get_ydata()) == [0.5, 0.8, 0.9]
+    assert lines["raw pixels"].get_color() == "black" and lines["raw pixels"].get_linestyle() == ":"
+    assert len(ax.collections) == 3  # one standard-deviation band per curve (few curves)
     assert ax.get_xlabel() == "labelled images per class"
     assert [t.get_text() for t in ax.get_legend().get_texts()] == list(curves)
     # Plain accuracies (what few_label_score returns) work too.
