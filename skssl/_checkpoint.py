@@ -21,7 +21,9 @@ _NOT_KEYED = {"verbose", "device", "checkpoint_dir", "checkpoint_every", "warm_s
 def _plain(value):
     """A stand-in for ``value`` that hashes by content (modules by their weights)."""
     if isinstance(value, nn.Module):
-        return (type(value).__qualname__, {k: v.cpu().numpy() for k, v in value.state_dict().items()})
+        # a lazy module's parameters are unsized until its first call: they hash as such
+        return (type(value).__qualname__, {k: "uninitialized" if nn.parameter.is_lazy(v) else v.cpu().numpy()
+                                           for k, v in value.state_dict().items()})
     return value
 
 

@@ -11,7 +11,7 @@ know which source they train on.
 - :class:`ArraySource`: an array-like that is not in memory (``np.memmap``,
   an h5py dataset, ...); rows are read batch by batch, in sorted index order
   (h5py needs increasing indices) and put back in the requested order.
-- :class:`DatasetSource`: a ``torch.utils.data.Dataset`` of images or
+- :class:`DatasetSource`: a ``torch.utils.data.Dataset`` (or an ImageFolder) of images or
   ``(image, label)`` pairs (labels ignored), decoded in DataLoader workers.
 
 Streaming sources iterate through a DataLoader whose every item is a whole
@@ -208,9 +208,14 @@ def resize_shorter_and_crop(image, size):
     return x.round().clamp(0, 255).to(torch.uint8) if dtype == torch.uint8 else x
 
 
+def is_dataset(X):
+    """True for a torch Dataset, or an object that reads its images itself (``read_image(i)``, as ImageFolder)."""
+    return isinstance(X, torch.utils.data.Dataset) or callable(getattr(X, "read_image", None))
+
+
 def is_streaming_input(X):
     """True for inputs that are read batch by batch instead of copied into memory."""
-    if isinstance(X, torch.utils.data.Dataset):
+    if is_dataset(X):
         return True
     if isinstance(X, np.memmap):
         return getattr(X, "_mmap", None) is not None  # a fancy-indexed copy is in memory

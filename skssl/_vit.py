@@ -202,8 +202,9 @@ class VisionTransformer(nn.Module):
     ----------
     in_channels : int or None, default=None
         None sizes the patch projection at the first call, so one module
-        serves grayscale and colour images (``skssl.save`` can store such a
-        module as an estimator's ``backbone`` only after that first call).
+        serves grayscale and colour images. As an estimator's ``backbone``
+        it is a custom module to :func:`skssl.load`: pass an equal one as
+        ``load(path, backbone=...)``.
     image_size : (h, w) or None
         Used to pick ``patch_size`` when it is None and to precompute the
         position table; other sizes still work (their table is computed on the fly).

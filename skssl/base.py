@@ -37,7 +37,7 @@ from torch import nn
 
 from . import _checkpoint, _distributed
 from ._images import flatten_images, fit_scale, resize_to, resolve_image_shape, to_image_tensor, unit_range
-from ._sources import (STATS_SAMPLE, ArraySource, DatasetSource, TensorSource, is_streaming_input,
+from ._sources import (STATS_SAMPLE, ArraySource, DatasetSource, TensorSource, is_dataset, is_streaming_input,
                        item_to_tensor, resolve_num_workers, sample_index)
 from ._training import LOOP_NAMES, TrainingLoop
 from .augment import Augment
@@ -320,11 +320,11 @@ class BaseSSL(ClassNamePrefixFeaturesOutMixin, TransformerMixin, TrainingLoop, B
 
     def _check_source(self, X, reset):
         name = type(self).__name__
-        n = len(X) if isinstance(X, torch.utils.data.Dataset) else int(X.shape[0])
+        n = len(X) if is_dataset(X) else int(X.shape[0])
         if n < (2 if reset else 1):
             raise ValueError(f"Found array with {n} sample(s) (shape={getattr(X, 'shape', (n,))}) while a minimum of "
                              f"{2 if reset else 1} is required by {name}.")
-        if isinstance(X, torch.utils.data.Dataset):
+        if is_dataset(X):
             shape = self._dataset_image_shape(X)
         else:
             dtype = np.dtype(X.dtype)
@@ -334,6 +334,9 @@ class BaseSSL(ClassNamePrefixFeaturesOutMixin, TransformerMixin, TrainingLoop, B
                 raise ValueError(f"{name} expects 2-D, 3-D or 4-D arrays; got shape {tuple(X.shape)}.")
             shape = tuple(int(s) for s in X.shape[1:]) + ((1,) if len(X.shape) == 3 else ())
             if len(X.shape) == 2:
+                if not reset and hasattr(self, "n_features_in_") and X.shape[1] != self.n_features_in_:
+                    raise ValueError(f"X has {X.shape[1]} features, but {name} is expecting {self.n_features_in_} "
+                                     "features as input.")
                 shape = resolve_image_shape(self.image_shape, shape[0], name) if reset else self.image_shape_
         n_features = math.prod(shape)
         if reset:
@@ -344,7 +347,7 @@ class BaseSSL(ClassNamePrefixFeaturesOutMixin, TransformerMixin, TrainingLoop, B
             check_is_fitted(self)
             if shape != self.image_shape_:
                 raise ValueError(f"X holds images of shape {shape} (h, w, c) but {name} was fitted on {self.image_shape_}.")
-        if isinstance(X, torch.utils.data.Dataset):
+        if is_dataset(X):
             return DatasetSource(X, self.image_shape_, getattr(self, "scale_", (0.0, 255.0)), resize=self.image_size is not None)
         return ArraySource(X, self.image_shape_, getattr(self, "scale_", (0.0, 255.0)))
 

@@ -12,7 +12,6 @@ import copy
 import numpy as np
 from sklearn.datasets import load_digits
 from sklearn.utils import Bunch
-from torch.utils.data import Dataset as _TorchDataset
 
 __all__ = ["load_digits_images", "load_fashion_mnist", "read_idx", "FASHION_MNIST_CLASSES", "ImageFolder",
            "load_image_folder"]
@@ -188,8 +187,8 @@ def load_fashion_mnist(data_home=None, *, subset="train", return_X_y=False, down
                        "Xiao, Rasul & Vollgraf (2017), arXiv:1708.07747; MIT licence.")
 
 
-class ImageFolder(_TorchDataset):
-    """Image files under a folder, decoded lazily: a torch Dataset that skssl estimators stream.
+class ImageFolder:
+    """Image files under a folder, decoded lazily: a map-style dataset that skssl estimators stream.
 
     Every file PIL can open (JPEG, PNG, WebP, BMP, TIFF, GIF, ...) anywhere
     under ``root`` is an image. When ``root`` has sub-folders, each is a

@@ -91,7 +91,7 @@ def _class_name(estimator):
 
 # ------------------------------------------------------------- plain data
 # Non-plain values become one-key dicts tagged with one of these keys.
-_TAGS = ("__augment__", "__optimizer__", "__device__", "__ndarray__", "__random_state__", "__module__")
+_TAGS = ("__augment__", "__optimizer__", "__device__", "__ndarray__", "__random_state__", "__tokenizer__", "__module__")
 
 
 def _optimizers():
@@ -136,6 +136,9 @@ def _encode(value, where):
     if isinstance(value, np.random.RandomState):
         kind, keys, pos, has_gauss, gauss = value.get_state()
         return {"__random_state__": [kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss)]}
+    if type(value) is _tokenizer_class():  # skssl's own module: rebuilt from its sizes and weights
+        sizes = {k: getattr(value, k) for k in ("in_channels", "patch_size", "n_tokens", "code_dim", "width")}
+        return {"__tokenizer__": {"sizes": sizes, "state": _cpu_state(value)}}
     if isinstance(value, nn.Module):
         return {"__module__": f"{type(value).__module__}.{type(value).__qualname__}"}
     raise ValueError(
@@ -174,15 +177,30 @@ def _decode(value, where):
             state = np.random.RandomState()
             state.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
             return state
+        if tag == "__tokenizer__":
+            spec = value[tag]
+            if not isinstance(spec, dict) or set(spec) != {"sizes", "state"} or not isinstance(spec["sizes"], dict):
+                raise ValueError(f"{where}: invalid tokenizer record.")
+            tokenizer = _tokenizer_class()(**{k: int(v) for k, v in spec["sizes"].items()})
+            tokenizer.load_state_dict(spec["state"], strict=True)
+            return tokenizer
         if tag == "__module__":
             return value  # resolved by load() from its ``backbone`` argument
     return {k: _decode(v, f"{where}[{k!r}]") for k, v in value.items()}
+
+
+def _tokenizer_class():
+    from .masked.tokenizer import VQTokenizer
+
+    return VQTokenizer
 
 
 # --------------------------------------------------------------- save/load
 def _cpu_state(module):
     state = {}
     for name, tensor in module.state_dict().items():
+        if nn.parameter.is_lazy(tensor):
+            continue  # a lazy module not yet called has no values to keep
         tensor = tensor.detach().cpu()
         # A view would drag its whole storage into the file.
         if tensor.untyped_storage().nbytes() != tensor.nbytes:
@@ -326,7 +344,11 @@ def load(path, *, backbone=None):
             )
         module = copy.deepcopy(backbone)
         try:
-            module.load_state_dict(payload.get("backbone_state_dict", {}), strict=True)
+            missing, unexpected = module.load_state_dict(payload.get("backbone_state_dict", {}), strict=False)
+            # parameters of a lazy layer that was saved before its first call are absent from the file
+            missing = [k for k in missing if not nn.parameter.is_lazy(module.state_dict()[k])]
+            if missing or unexpected:
+                raise ValueError(f"missing keys {missing}, unexpected keys {unexpected}")
         except (RuntimeError, TypeError, ValueError, AttributeError) as exc:
             raise ValueError(f"backbone= does not match the architecture of the saved backbone: {exc}") from exc
         params["backbone"] = module

@@ -56,11 +56,14 @@ def test_two_process_fit_ends_equal_on_both_ranks_and_matches_one_process(method
         assert torch.equal(r0["state"][key], r1["state"][key]), key  # every rank ends identical
     assert r0["bn"] == one["bn"] == ["BatchNorm1d", "BatchNorm2d"]  # networks_ stays plain
     # Same global batch and seed, augmentation off, sync_batchnorm: one process's fit up to float
-    # summation order. Stated tolerance: losses to 1e-4 relative; weights to 1e-3 relative (median
+    # summation order. Stated tolerance: losses to 1e-3 relative; weights to 1e-3 relative (median
     # tensor) and 0.1 (worst tensor), embeddings to 1e-2. The worst tensors are biases in front of a
     # BatchNorm: their gradient is zero in exact arithmetic, so AdamW turns float noise into
-    # lr-sized steps, differently in one and two processes.
-    np.testing.assert_allclose(r0["history"], one["history"], rtol=1e-4)
+    # lr-sized steps, differently in one and two processes. Measured for BYOL: epoch-2 loss
+    # 1.51353 with 2 processes, 1.51386 with 1 process on 1 thread, 1.51323 on 2 threads, so
+    # summation order alone moves it by 4e-4 relative; epoch 1 agrees to 2e-6.
+    np.testing.assert_allclose(r0["history"][0], one["history"][0], rtol=1e-5)
+    np.testing.assert_allclose(r0["history"], one["history"], rtol=1e-3)
     rel = [float((r0["state"][k].float() - v.float()).norm() / (v.float().norm() + 1e-12))
            for k, v in one["state"].items() if v.is_floating_point()]
     assert np.median(rel) < 1e-3 and max(rel) < 0.1, (np.median(rel), max(rel))

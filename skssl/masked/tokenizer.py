@@ -43,6 +43,7 @@ class VQTokenizer(nn.Module):
     def __init__(self, in_channels, patch_size, n_tokens=512, code_dim=32, width=64):
         super().__init__()
         self.in_channels, self.patch_size, self.n_tokens, self.code_dim = in_channels, patch_size, n_tokens, code_dim
+        self.width = width
         half = max(8, width // 2)
         self.encoder = nn.Sequential(
             nn.Conv2d(in_channels, half, 3, padding=1), nn.ReLU(),

@@ -115,6 +115,8 @@ class ColorizationSSL(BaseSSL):
         X = super()._check_input(X, reset)
         if reset:
             self.image_shape_ = colour_image_shape(self.image_shape_, self.n_features_in_, ndim, type(self).__name__)
+            if hasattr(X, "image_shape"):  # a streamed source reads rows at the padded shape
+                X.image_shape = self.image_shape_
         return X
 
     def _initialise(self, images):

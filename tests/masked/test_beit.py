@@ -98,3 +98,15 @@ def test_vq_tokenizer_gives_one_token_per_patch_and_decodes_back_to_images():
     ids = tokenizer.encode(torch.randn(2, 3, 12, 8))
     assert ids.shape == (2, 6) and ids.max() < 16
     assert tokenizer.decode(ids, (3, 2)).shape == (2, 3, 12, 8)
+
+
+def test_a_beit_reusing_a_tokenizer_saves_and_loads(fitted, digits, tmp_path):
+    from skssl import load
+
+    reuse = tiny_beit(tokenizer=fitted.tokenizer_, max_epochs=1).fit(digits[0][:64])
+    reuse.save(tmp_path / "beit.skssl")
+    vit = VisionTransformer(1, patch_size=2, embed_dim=64, depth=2, num_heads=4)
+    loaded = load(tmp_path / "beit.skssl", backbone=vit)
+    assert torch.equal(loaded.tokenizer.codebook, fitted.tokenizer_.codebook)
+    np.testing.assert_array_equal(loaded.tokenize(digits[1]), reuse.tokenize(digits[1]))
+    np.testing.assert_allclose(loaded.transform(digits[1]), reuse.transform(digits[1]), rtol=1e-5, atol=1e-6)

@@ -122,3 +122,14 @@ def test_a_cnn_backbone_is_refused_with_a_clear_message():
     X, _ = load_digits_images(return_X_y=True)
     with pytest.raises(ValueError, match="Vision Transformer"):
         MAE(backbone="small_cnn", max_epochs=1).fit(X[:16])
+
+
+def test_an_unrun_lazy_vit_backbone_saves_and_loads(tmp_path):
+    from skssl import load
+
+    vit = VisionTransformer(patch_size=2, embed_dim=16, depth=1, num_heads=2)  # in_channels=None: lazy
+    X = load_digits_images(return_X_y=True)[0][:64]
+    est = MAE(backbone=vit, decoder_dim=16, decoder_depth=1, decoder_heads=2, max_epochs=1, random_state=0).fit(X)
+    est.save(tmp_path / "mae.skssl")  # the parameter itself was never called
+    loaded = load(tmp_path / "mae.skssl", backbone=VisionTransformer(patch_size=2, embed_dim=16, depth=1, num_heads=2))
+    np.testing.assert_allclose(loaded.transform(X), est.transform(X), rtol=1e-5, atol=1e-6)
