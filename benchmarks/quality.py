@@ -95,7 +95,8 @@ def run(dataset, names, n_train, epochs, device, save, minutes=None, previous=No
         "torch": torch.__version__,
         "rows": rows,
     }
-    kept = [r for r in (previous or {}).get("rows", []) if names and r["method"] not in names and r["method"] != "raw pixels"]
+    rerun = {name for name, _ in methods(names)} | {"raw pixels"}  # the baselines are re-run too
+    kept = [r for r in (previous or {}).get("rows", []) if names and r["method"] not in rerun]
 
     def record(row):  # written after every method, so a long run that stops keeps its rows
         rows.append(row)

@@ -26,10 +26,11 @@ def init(device):
     if not dist.is_initialized():
         if not launched():
             return 0, 1
-        backend = "nccl" if device.type == "cuda" else "gloo"
         if device.type == "cuda":
             torch.cuda.set_device(device)
-        dist.init_process_group(backend=backend, init_method="env://")
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo", init_method="env://")
+    elif device.type == "cuda":  # a group the script started: collectives use this process's GPU
+        torch.cuda.set_device(device)
     return dist.get_rank(), dist.get_world_size()
 
 
@@ -138,8 +139,7 @@ class _GlobalBatchNorm(nn.BatchNorm1d):
 
     def forward(self, x):
         if not (self.training and world()[1] > 1):
-            return nn.functional.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
-                                            False, 0.0, self.eps)
+            return super().forward(x)
         from torch.distributed.nn.functional import all_reduce
 
         dims = [0] + list(range(2, x.ndim))
@@ -149,10 +149,13 @@ class _GlobalBatchNorm(nn.BatchNorm1d):
         c = x.shape[1]
         n = stats[-1]
         mean, var = stats[:c] / n, stats[c:2 * c] / n - (stats[:c] / n) ** 2
-        with torch.no_grad():
-            self.running_mean.lerp_(mean.detach().to(self.running_mean.dtype), self.momentum)
-            self.running_var.lerp_((var.detach() * n / (n - 1)).to(self.running_var.dtype), self.momentum)
-            self.num_batches_tracked += 1
+        if self.track_running_stats:
+            with torch.no_grad():
+                self.num_batches_tracked += 1
+                # momentum=None: a cumulative average, as torch's BatchNorm
+                momentum = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
+                self.running_mean.lerp_(mean.detach().to(self.running_mean.dtype), momentum)
+                self.running_var.lerp_((var.detach() * n / (n - 1)).to(self.running_var.dtype), momentum)
         shape = [1, c] + [1] * (x.ndim - 2)
         y = (x - mean.view(shape).to(x.dtype)) * torch.rsqrt(var.view(shape) + self.eps).to(x.dtype)
         return y * self.weight.view(shape) + self.bias.view(shape) if self.affine else y
@@ -161,33 +164,45 @@ class _GlobalBatchNorm(nn.BatchNorm1d):
         pass
 
 
+_PLAIN_BATCHNORM = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+
+
 def sync_batchnorm(module, device):
-    """Replace every BatchNorm by one over all ranks' batches (in place); returns ``module``.
+    """Replace every plain BatchNorm by one over all ranks' batches (in place); returns ``module``.
 
     On CUDA this is torch's ``SyncBatchNorm``; elsewhere :class:`_GlobalBatchNorm`.
-    State dict keys are kept; :func:`plain_batchnorm` undoes it.
+    The replacement holds the very same parameters and buffers (as
+    ``nn.SyncBatchNorm.convert_sync_batchnorm`` does), so the optimiser,
+    ``requires_grad`` of frozen target networks and state dict keys are
+    unchanged. Subclasses (MoCo's split BatchNorm) are left as they are.
+    :func:`plain_batchnorm` puts the original modules back.
     """
     cls = nn.SyncBatchNorm if device.type == "cuda" else _GlobalBatchNorm
-    return _swap(module, lambda m: isinstance(m, nn.modules.batchnorm._BatchNorm) and not hasattr(m, "_skssl_original"),
-                 lambda m: cls(m.num_features, m.eps, m.momentum, m.affine, m.track_running_stats), mark=True)
+
+    def make(bn):
+        new = cls(bn.num_features, bn.eps, bn.momentum, bn.affine, bn.track_running_stats)
+        new.weight, new.bias = bn.weight, bn.bias
+        new.running_mean, new.running_var, new.num_batches_tracked = bn.running_mean, bn.running_var, bn.num_batches_tracked
+        new.train(bn.training)
+        object.__setattr__(new, "_skssl_original", bn)  # not a submodule: kept out of the state dict
+        return new
+
+    return _swap(module, lambda m: type(m) in _PLAIN_BATCHNORM, make)
 
 
 def plain_batchnorm(module):
-    """Undo :func:`sync_batchnorm`: the original BatchNorm classes with the same state (in place)."""
-    return _swap(module, lambda m: hasattr(m, "_skssl_original"),
-                 lambda m: m._skssl_original(m.num_features, m.eps, m.momentum, m.affine, m.track_running_stats))
+    """Undo :func:`sync_batchnorm`: the original BatchNorm modules, which shared every tensor (in place)."""
+
+    def original(new):
+        return new._skssl_original.train(new.training)
+
+    return _swap(module, lambda m: "_skssl_original" in m.__dict__, original)
 
 
-def _swap(module, match, make, mark=False):
+def _swap(module, match, make):
     for name, child in module.named_children():
         if match(child):
-            new = make(child)
-            new.load_state_dict(child.state_dict())
-            new.to(child.running_mean.device if child.running_mean is not None else child.weight.device)
-            new.train(child.training)
-            if mark:
-                new._skssl_original = type(child)
-            setattr(module, name, new)
+            setattr(module, name, make(child))
         else:
-            _swap(child, match, make, mark)
+            _swap(child, match, make)
     return module

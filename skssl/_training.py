@@ -114,8 +114,9 @@ class TrainingLoop:
                     try:
                         return self._loop_epochs(source, device, batch_size, checkpoint, state)
                     except torch.OutOfMemoryError as exc:
-                        # Only the very first batch is retried: nothing has been learned yet.
-                        if self._step > 0 or batch_size <= 2:
+                        # Only the very first batch is retried: nothing has been learned yet. Under
+                        # torchrun the other processes are already in the step's collectives: no retry.
+                        if self._step > 0 or batch_size <= 2 or self._world > 1:
                             raise MemoryError(
                                 f"{type(self).__name__} ran out of {device} memory at batch_size={batch_size}. "
                                 "Use a smaller backbone, smaller images (image_size) or precision='bf16'."
@@ -253,16 +254,24 @@ class TrainingLoop:
         _distributed.barrier()
 
     def _loop_restore(self, state, optimizer, schedule):
-        self.networks_.load_state_dict(state["networks"])
-        optimizer.load_state_dict(state["optimizer"])
+        try:
+            self.networks_.load_state_dict(state["networks"])
+            optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as exc:
+            raise ValueError(f"The checkpoint of this {type(self).__name__} in checkpoint_dir={self.checkpoint_dir!r} "
+                             f"does not match its networks (written by another skssl version?): "
+                             f"{str(exc).splitlines()[0]} Delete it to start over.") from None
         schedule.load_state_dict(state["schedule"])
         self.history_ = list(state["history"])
         self._step = state["step"]
         torch.set_rng_state(state["rng_cpu"])
         per_rank = state.get("rng_device_per_rank") or []
-        same_world = len(per_rank) == self._world
-        self._generator.set_state(per_rank[self._rank] if same_world else state["rng_device"])
-        if self._generator.device.type == "cuda":
+        saved = per_rank[self._rank] if len(per_rank) == self._world else (state["rng_device"] if self._world == 1 else None)
+        if saved is not None and saved.numel() == self._generator.get_state().numel():
+            self._generator.set_state(saved)
+        else:  # written with another world size or on another device type: a fresh stream per rank
+            self._generator.manual_seed(self._generator.initial_seed() + 104729 * self._step)
+        if self._generator.device.type == "cuda" and state["rng_cuda"].numel():
             torch.cuda.set_rng_state(state["rng_cuda"])
 
 

@@ -329,8 +329,9 @@ class Augment:
     brightness, contrast, saturation, jitter_p : float
         Colour jitter strengths in [0, 1] and the probability of jittering a sample.
     hue : float
-        Hue jitter in [0, 0.5]: a jittered RGB sample's HSV hue turns by U(-hue, hue)
-        (see `color_jitter`); ignored for other channel counts.
+        Hue jitter in [0, 0.5]: a jittered RGB sample's colours turn about the gray
+        axis (in YIQ) by U(-hue, hue) of a full turn, which moves its HSV hue by
+        about as much (see `color_jitter`); ignored for other channel counts.
     grayscale_p, blur_p, noise_p : float
         Probabilities of grayscale (RGB only), Gaussian blur and Gaussian noise.
     blur_sigma : tuple of float

@@ -66,13 +66,15 @@ COMMON_PARAMS = {
     "checkpoint_every": 1,
 }
 
-COMMON_DOC = """backbone : {"auto", "small_cnn", "resnet18_cifar", "resnet18", "resnet50"} or nn.Module, default="auto"
+COMMON_DOC = """backbone : {"auto", "small_cnn", "resnet18_cifar", "resnet18", "resnet50", "vit_tiny", "vit_small"} \
+or nn.Module, default="auto"
         Network trained by the pretext task. ``"auto"`` is the small CNN for
         images under 32 pixels, the CIFAR-stem ResNet-18 (3x3 stride-1
         stem, no max-pool) from 32 to 63 pixels and torchvision's ResNet-18
         with its ImageNet stem from 64 pixels (working size, see
         ``image_size``). ``"resnet18"`` and ``"resnet50"`` have the ImageNet
-        stem. A
+        stem; ``"vit_tiny"`` and ``"vit_small"`` are Vision Transformers
+        (patch size chosen from the image size; MAE and BEiT need one). A
         module maps ``(n, c, h, w)`` images to a feature map or a vector; one
         with a ``stages`` attribute exposes each stage to ``stage``.
     stage : int, default=-1
@@ -110,7 +112,9 @@ COMMON_DOC = """backbone : {"auto", "small_cnn", "resnet18_cifar", "resnet18", "
         (bilinear, antialiased when shrinking), so large images train at a
         chosen compute budget. ``None`` keeps the input size (tiny images are
         still upsampled to what the method needs). A torch Dataset whose
-        images differ in size is resized to it as it is read.
+        images differ in size is brought to it as it is read: shorter side
+        resized, then centre-cropped, so aspect ratios are kept (arrays,
+        whose images share one size, are stretched to it).
     num_workers : int or "auto", default="auto"
         DataLoader worker processes that read and decode images of a
         streamed input (torch Dataset, image folder, memmap). ``"auto"``: the
@@ -123,7 +127,12 @@ COMMON_DOC = """backbone : {"auto", "small_cnn", "resnet18_cifar", "resnet18", "
         keyed by parameters and data, so parallel GridSearchCV workers never
         share one.
     checkpoint_every : int, default=1
-        Epochs between checkpoints (the last epoch is always saved)."""
+        Epochs between checkpoints (the last epoch is always saved).
+    sync_batchnorm : bool, default=False
+        Under torchrun, normalise every BatchNorm over the batches of all
+        processes (torch's SyncBatchNorm on CUDA, an equivalent on the CPU);
+        no effect in one process. BYOL and SimSiam need it when the
+        per-process batch is small."""
 
 COMMON_ATTRIBUTES = """backbone_ : skssl.backbones.Backbone
         The trained backbone (also in ``networks_["backbone"]``).
@@ -143,8 +152,9 @@ COMMON_ATTRIBUTES = """backbone_ : skssl.backbones.Backbone
     channel_mean_, channel_std_ : ndarray of shape (c,)
         Per-channel statistics of the scaled training images; inputs are
         standardised with them before the backbone.
-    augment_ : skssl.augment.Augment
-        The augmentation actually used during training.
+    augment_ : skssl.augment.Augment or tuple of Augment
+        The augmentation actually used during training (multi-view methods
+        may hold one per view).
     n_features_in_ : int
         Number of features (pixels times channels) per input row."""
 
@@ -287,13 +297,17 @@ class BaseSSL(ClassNamePrefixFeaturesOutMixin, TransformerMixin, TrainingLoop, B
         if isinstance(self.device, str) and self.device == "auto":
             if not torch.cuda.is_available():
                 return torch.device("cpu")
-            return _distributed.local_device() if _distributed.launched() else torch.device("cuda")
-        try:
-            device = torch.device(self.device)
-        except RuntimeError as exc:
-            raise ValueError(f"device={self.device!r} is not a valid torch device: {exc}") from None
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"device={self.device!r} but CUDA is not available on this machine; use device='auto' or 'cpu'.")
+            device = torch.device("cuda")
+        else:
+            try:
+                device = torch.device(self.device)
+            except RuntimeError as exc:
+                raise ValueError(f"device={self.device!r} is not a valid torch device: {exc}") from None
+            if device.type == "cuda" and not torch.cuda.is_available():
+                raise ValueError(f"device={self.device!r} but CUDA is not available on this machine; use device='auto' or 'cpu'.")
+        if device.type == "cuda" and device.index is None:
+            # "cuda": under torchrun the GPU of this process (LOCAL_RANK), else the current one
+            return _distributed.local_device() if _distributed.launched() else torch.device("cuda", torch.cuda.current_device())
         return device
 
     def _autocast(self, device):
@@ -399,7 +413,8 @@ class BaseSSL(ClassNamePrefixFeaturesOutMixin, TransformerMixin, TrainingLoop, B
         c = self.image_shape_[2]
         sums = torch.zeros(c, dtype=torch.float64)
         squares = torch.zeros(c, dtype=torch.float64)
-        for chunk in images.split(4096):
+        rows = max(1, (64 << 20) // (8 * math.prod(images.shape[1:])))  # float64 chunks of at most 64 MB
+        for chunk in images.split(rows):
             x = unit_range(chunk).double()
             sums += x.sum(dim=(0, 2, 3))
             squares += (x * x).sum(dim=(0, 2, 3))
@@ -517,12 +532,18 @@ class BaseSSL(ClassNamePrefixFeaturesOutMixin, TransformerMixin, TrainingLoop, B
             if np.dtype(source.array.dtype) == np.uint8:
                 return (0.0, 255.0)
             return fit_scale(source.rows(sample_index(len(source), STATS_SAMPLE)).astype(np.float64))
-        first = item_to_tensor(source.dataset[0])
-        if first.dtype == torch.uint8:
+        read = getattr(source.dataset, "read_image", None)
+        item = read if read is not None else (lambda i: item_to_tensor(source.dataset[i]))
+        if item(0).dtype == torch.uint8:
             return (0.0, 255.0)
-        source.scale = (0.0, 1.0)  # read floats as they are to find their range
-        sample = source.batch(torch.from_numpy(sample_index(len(source), 1024)))
-        return fit_scale(sample.double().numpy())
+        # The range of the raw items (any size, never clipped): min and max of a seeded sample.
+        low, high = math.inf, -math.inf
+        for i in sample_index(len(source), 1024):
+            x = item(int(i)).double()
+            if not torch.isfinite(x).all():
+                raise ValueError(f"Item {int(i)} of the dataset contains NaN or infinity.")
+            low, high = min(low, float(x.min())), max(high, float(x.max()))
+        return fit_scale(np.array([low, high]))
 
     @staticmethod
     def _sampled_data_key(source):
@@ -582,7 +603,9 @@ class BaseSSL(ClassNamePrefixFeaturesOutMixin, TransformerMixin, TrainingLoop, B
         -------
         ndarray of shape (n, embedding_dim_), float32
             Globally pooled features of backbone stage ``stage`` (not the
-            projection head), computed in eval mode.
+            projection head), computed in eval mode. Under torchrun each
+            process embeds a shard and every process returns all rows, so
+            every process must call ``transform`` (not only rank 0).
         """
         check_is_fitted(self, "networks_")
         X = self._check_input(X, reset=False)

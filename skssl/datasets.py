@@ -345,24 +345,42 @@ def _pair_size(size):
     return (int(size[0]), int(size[1]))
 
 
+# Formats PIL registers that are not images it decodes by itself: save-only (PDF, PALM),
+# identify-only stubs (BUFR, GRIB, HDF5, MPEG, WMF off Windows), Ghostscript's EPS, IPTC metadata.
+_NOT_IMAGES = {"PDF", "PALM", "BUFR", "GRIB", "HDF5", "MPEG", "WMF", "EPS", "IPTC"}
+
+
 def _extensions():
     from PIL import Image
 
-    return set(Image.registered_extensions())
+    Image.init()
+    return {ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN and fmt not in _NOT_IMAGES}
+
+
+def _image_files(folder, extensions, recursive=True):
+    found = []
+    for dirpath, dirnames, names in os.walk(folder):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".")) if recursive else []
+        found += [os.path.join(dirpath, n) for n in sorted(names)
+                  if not n.startswith(".") and os.path.splitext(n)[1].lower() in extensions]
+    return found
 
 
 def _scan(root):
-    """Image files under ``root``, with class labels from its immediate sub-folders."""
+    """Image files under ``root``, with class labels from its immediate sub-folders that hold images."""
     extensions = _extensions()
-    classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
-    files, labels = [], []
-    for label, folder in ([(i, root / c) for i, c in enumerate(classes)] or [(-1, root)]):
-        for dirpath, dirnames, names in os.walk(folder):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            for name in sorted(names):
-                if not name.startswith(".") and os.path.splitext(name)[1].lower() in extensions:
-                    files.append(os.path.join(dirpath, name))
-                    labels.append(label)
+    folders = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    per_class = {c: _image_files(root / c, extensions) for c in folders}
+    classes = [c for c in folders if per_class[c]]
+    if not classes:
+        files = _image_files(root, extensions)
+        return files, [-1] * len(files), []
+    loose = _image_files(root, extensions, recursive=False)
+    if loose:
+        warnings.warn(f"ImageFolder: {len(loose)} image file(s) directly under {str(root)!r} are in no class "
+                      f"sub-folder and are left out (first: {loose[0]}).", stacklevel=3)
+    files = [f for c in classes for f in per_class[c]]
+    labels = [i for i, c in enumerate(classes) for _ in per_class[c]]
     return files, labels, classes
 
 
@@ -407,11 +425,22 @@ def _decode(path, channels):
     try:
         with warnings.catch_warnings():  # torchvision 0.29 deprecates its decoders in favour of torchcodec
             warnings.simplefilter("ignore", DeprecationWarning)
-            return decode_image(read_file(path), mode=mode)
+            image = decode_image(read_file(path), mode=mode, apply_exif_orientation=True)
+        if image.ndim == 4:  # an animated GIF: its first frame
+            image = image[0]
+        if image.shape[0] != (channels or 3):  # GIFs can ignore the read mode: let PIL convert
+            raise ValueError("channel count")
+        if image.dtype != torch.uint8:  # 16-bit PNGs: the high byte, as PIL's 8-bit conversion
+            image = (image.to(torch.int32) >> 8).to(torch.uint8)
+        return image
     except Exception:
-        from PIL import Image
+        from PIL import Image, ImageOps
 
         with Image.open(path) as im:
+            im = ImageOps.exif_transpose(im)
+            if im.mode.startswith("I;16") or im.mode == "I":  # 16/32-bit gray: scale, do not clip
+                a = np.asarray(im, dtype=np.float64)
+                im = Image.fromarray((a * 255.0 / (65535.0 if im.mode.startswith("I;16") else max(a.max(), 1))).astype(np.uint8))
             array = np.asarray(im.convert("L" if channels == 1 else "RGB"))
         array = array[:, :, None] if array.ndim == 2 else array
-        return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
+        return torch.from_numpy(array.transpose(2, 0, 1).copy())

@@ -93,7 +93,9 @@ def effective_rank(Z):
 
     The value in :func:`skssl.evaluation.embedding_diagnostics`: between 1
     and ``min(Z.shape)``, the rank itself when the non-zero singular values
-    are equal, 0 for an all-zero ``Z``.
+    are equal, 0 for an all-zero ``Z``. ``Z`` is not centred (unlike
+    :func:`implicit_dimensionality`), so a large common mean counts as one
+    strong direction.
 
     Examples
     --------
@@ -131,8 +133,9 @@ def uniformity(Z, t=2):
     """Wang & Isola's uniformity: ``log mean exp(-t ||z_i - z_j||^2)`` over all pairs ``i < j`` of L2-normalised rows.
 
     0 for a collapsed embedding (every row the same direction); more negative
-    is more uniform on the sphere (about -3.8 for many points spread
-    uniformly over a high-dimensional sphere with ``t=2``).
+    is more uniform on the sphere (with ``t=2``, about -3.8 for many points
+    spread uniformly over the sphere in 40 dimensions, tending to -4 as the
+    dimension grows).
 
     Examples
     --------
@@ -288,7 +291,9 @@ def pretext_loss(estimator, X, *, batch_size=None, random_state=0):
     total = 0.0
     try:
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            torch.manual_seed(seed)
+            torch.default_generator.manual_seed(seed)  # torch.manual_seed would reseed every GPU
+            if device.type == "cuda":
+                torch.cuda.manual_seed(seed)
             with torch.no_grad():
                 for _, stored in source.batches(batches, resolve_num_workers(estimator.num_workers, source)):
                     x = estimator._prepare(stored, device)

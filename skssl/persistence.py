@@ -249,12 +249,14 @@ def save(estimator, path):
     atomic_save(os.fspath(path), payload)
 
 
-def _upgrade_backbone_name(params, fitted, skssl_version):
-    """Map backbone names of files written before skssl 0.2 to the same network.
+def _upgrade_from_0_1(class_name, params, fitted, skssl_version):
+    """Parameters of files written before skssl 0.2, mapped to the same networks.
 
     skssl 0.1 called the CIFAR-stem ResNet-18 ``"resnet18"`` (now
     ``"resnet18_cifar"``; ``"resnet18"`` has the ImageNet stem) and ``"auto"``
-    chose it for every image of 32 px or more (now only up to 63 px).
+    chose it for every image of 32 px or more (now only up to 63 px). Its
+    DeepCluster had no Sobel filter and its Jigsaw chose permutations by
+    their minimum distance: parameters whose new defaults differ.
     """
     try:
         version = tuple(int(p) for p in str(skssl_version).split(".")[:2])
@@ -267,6 +269,10 @@ def _upgrade_backbone_name(params, fitted, skssl_version):
         params.get("backbone") == "auto" and isinstance(shape, (tuple, list)) and min(shape[:2]) >= 64
     ):
         params["backbone"] = "resnet18_cifar"
+    if class_name == "DeepClusterSSL":
+        params.setdefault("sobel", False)
+    if class_name == "JigsawSSL":
+        params.setdefault("permutation_selection", "min")
 
 
 def _invalid(path, reason):
@@ -328,7 +334,7 @@ def load(path, *, backbone=None):
     except (ValueError, TypeError, KeyError, AttributeError, IndexError, RuntimeError) as exc:
         raise _invalid(path, str(exc)) from exc
 
-    _upgrade_backbone_name(params, fitted, payload.get("skssl_version"))
+    _upgrade_from_0_1(cls.__name__, params, fitted, payload.get("skssl_version"))
     valid = set(cls._get_param_names())
     unknown = sorted(set(params) - valid)
     if unknown:

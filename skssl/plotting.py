@@ -289,7 +289,7 @@ def plot_augmentations(augment, X, *, n_views=7, image_shape=None, random_state=
         x, augment = _unit_images(augment, X, None), augment.augment_
     elif hasattr(augment, "_default_augment"):
         x = _unit_images(augment, X, image_shape if image_shape is not None else augment.image_shape)
-        augment = augment.augment or augment._default_augment(tuple(x.shape[-2:]), x.shape[1])
+        augment = getattr(augment, "augment", None) or augment._default_augment(tuple(x.shape[-2:]), x.shape[1])
     else:
         raise TypeError(f"augment must be an Augment, a tuple of Augment or an skssl estimator, got {augment!r}")
     augments = augment if isinstance(augment, tuple) else (augment,)

@@ -114,3 +114,43 @@ def test_grid_search_over_pretexts_with_two_loky_workers_keeps_checkpoints_apart
     # 2 candidates x 2 folds + the refit on all data: 5 fits, 5 files, none shared.
     assert len(files) == 5 and not [f for f in files if f.startswith(".tmp")], files
     assert search.best_score_ > 0.5
+
+
+# ------------------------------------------------- without a process group
+from torch import nn  # noqa: E402
+
+from skssl import SimCLR  # noqa: E402
+from skssl import _distributed  # noqa: E402
+from skssl.contrastive._split_bn import SplitBatchNorm2d  # noqa: E402
+
+
+def test_sync_batchnorm_shares_every_tensor_and_leaves_split_batchnorm_alone():
+    net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), SplitBatchNorm2d(4, 2), nn.BatchNorm1d(4, momentum=None))
+    net[1].requires_grad_(False)  # as in a momentum target network
+    originals = [net[1], net[3]]
+    keys = list(net.state_dict())
+    _distributed.sync_batchnorm(net, torch.device("cpu"))
+    assert [type(m).__name__ for m in net] == ["Conv2d", "_GlobalBatchNorm", "SplitBatchNorm2d", "_GlobalBatchNorm"]
+    assert list(net.state_dict()) == keys  # no extra entries: the originals are not submodules
+    assert net[1].weight is originals[0].weight and not net[1].weight.requires_grad
+    assert net[3].running_mean is originals[1].running_mean
+    x = torch.randn(8, 4)
+    out = net[3].train()(x)  # one process: exactly torch's BatchNorm (momentum=None: cumulative average)
+    reference = nn.BatchNorm1d(4, momentum=None).train()
+    torch.testing.assert_close(out, reference(x))
+    torch.testing.assert_close(net[3].running_var, reference.running_var)
+    _distributed.plain_batchnorm(net)
+    assert net[1] is originals[0] and net[3] is originals[1] and type(net[2]) is SplitBatchNorm2d
+
+
+def test_cuda_without_an_index_is_this_process_gpu(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 3)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert SimCLR(device="cuda")._device() == torch.device("cuda", 3)
+    assert SimCLR(device="auto")._device() == torch.device("cuda", 3)
+    assert SimCLR(device="cuda:1")._device() == torch.device("cuda", 1)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "1")  # torchrun's process 1 takes GPU 1
+    assert SimCLR(device="cuda")._device() == torch.device("cuda", 1)
+    assert SimCLR(device="auto")._device() == torch.device("cuda", 1)

@@ -264,3 +264,29 @@ def test_every_public_estimator_round_trips(cls, tmp_path):
     est = cls(max_epochs=1, batch_size=8, random_state=0).fit(X_rgb)
     save(est, tmp_path / "m.skssl")
     np.testing.assert_array_equal(load(tmp_path / "m.skssl").transform(X_rgb), est.transform(X_rgb))
+
+
+def _as_if_written_by_0_1(path, drop=()):
+    payload = torch.load(path, weights_only=True)
+    payload["skssl_version"] = "0.1.0"
+    for name in drop:  # parameters skssl 0.1 did not have
+        del payload["params"][name]
+    torch.save(payload, path)
+
+
+def test_files_of_skssl_0_1_load_as_the_networks_they_hold(tmp_path):
+    X = skssl.load_digits_images(return_X_y=True)[0][:64]
+    old_cluster = skssl.DeepClusterSSL(sobel=False, n_clusters=4, pca_dim=4, **TINY).fit(X)
+    save(old_cluster, tmp_path / "dc.skssl")
+    _as_if_written_by_0_1(tmp_path / "dc.skssl", drop=["sobel"])  # 0.1 had no Sobel filter
+    loaded = load(tmp_path / "dc.skssl")
+    assert loaded.sobel is False
+    np.testing.assert_allclose(loaded.transform(X), old_cluster.transform(X), rtol=1e-5, atol=1e-6)
+
+    save(skssl.JigsawSSL(), tmp_path / "jigsaw.skssl")
+    _as_if_written_by_0_1(tmp_path / "jigsaw.skssl", drop=["permutation_selection"])
+    assert load(tmp_path / "jigsaw.skssl").permutation_selection == "min"  # 0.1's selection
+
+    save(SimCLR(backbone="resnet18"), tmp_path / "resnet.skssl")
+    _as_if_written_by_0_1(tmp_path / "resnet.skssl")  # 0.1's "resnet18" had the CIFAR stem
+    assert load(tmp_path / "resnet.skssl").backbone == "resnet18_cifar"

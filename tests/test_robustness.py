@@ -131,3 +131,21 @@ def test_out_of_memory_at_the_first_batch_halves_the_batch_size(X):
 
     with pytest.warns(UserWarning), pytest.raises(MemoryError, match="ran out of cpu memory at batch_size=2"):
         NeverFits(max_epochs=1, batch_size=8, random_state=0).fit(X)
+
+
+def test_checkpoint_from_another_device_type_resumes_and_a_mismatched_one_is_named(X, tmp_path):
+    params = dict(max_epochs=2, batch_size=32, random_state=0, checkpoint_dir=str(tmp_path))
+    first = RotationSSL(**params).fit(X)
+    (path,) = [p for p in tmp_path.iterdir() if p.suffix == ".pt"]
+    state = torch.load(path, weights_only=True)
+    # A CUDA generator's state has another size than the CPU one: it is not restored, and no crash.
+    state["rng_device"] = torch.zeros(16, dtype=torch.uint8)
+    state["rng_device_per_rank"] = [torch.zeros(16, dtype=torch.uint8)]
+    state["rng_cuda"] = torch.zeros(16, dtype=torch.uint8)
+    torch.save(state, path)
+    again = RotationSSL(**params).fit(X)
+    assert again.history_ == first.history_
+    state["networks"] = {k + "_renamed": v for k, v in state["networks"].items()}  # another version's layout
+    torch.save(state, path)
+    with pytest.raises(ValueError, match="does not match its networks.*Delete it"):
+        RotationSSL(**params).fit(X)

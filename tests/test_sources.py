@@ -191,6 +191,40 @@ def test_empty_folder_is_a_clear_error(tmp_path):
         ImageFolder(tmp_path)
 
 
+def test_folder_reads_16_bit_gif_and_leaves_out_what_is_not_an_image(tmp_path):
+    ramp = (np.arange(32 * 32).reshape(32, 32) * 64).astype(np.uint16)  # 16-bit, 0..65472
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir(), (tmp_path / "thumbs").mkdir()
+    Image.fromarray(ramp).save(tmp_path / "a" / "deep.png")
+    Image.fromarray(ramp).save(tmp_path / "a" / "deep.tif")  # the PIL path
+    Image.fromarray((ramp >> 8).astype(np.uint8)).save(tmp_path / "b" / "flat.png")
+    frames = [Image.fromarray(np.full((32, 32), v, np.uint8)) for v in (10, 200)]
+    frames[0].save(tmp_path / "b" / "anim.gif", save_all=True, append_images=frames[1:])
+    (tmp_path / "b" / "report.pdf").write_bytes(b"%PDF-1.4")  # PIL registers .pdf, but only writes it
+    Image.fromarray((ramp >> 8).astype(np.uint8)).save(tmp_path / "loose.png")
+    with pytest.warns(UserWarning, match="1 image file.*in no class sub-folder"):
+        folder = ImageFolder(tmp_path)
+    assert folder.classes == ["a", "b"]  # the empty sub-folder is no class
+    assert sorted(os.path.basename(f) for f in folder.files) == ["anim.gif", "deep.png", "deep.tif", "flat.png"]
+    images = {os.path.basename(f): folder.read_image(i) for i, f in enumerate(folder.files)}
+    assert all(x.dtype == torch.uint8 and x.shape == (1, 32, 32) for x in images.values())
+    flat = images["flat.png"]
+    for name in ("deep.png", "deep.tif"):  # scaled to 8 bits like the 8-bit copy, not clipped at 255
+        assert (images[name].int() - flat.int()).abs().max() <= 1, name
+    assert int(images["anim.gif"].max()) == 10  # the first frame
+
+
+def test_float_dataset_scale_comes_from_the_raw_items():
+    class Floats(torch.utils.data.Dataset):  # float images in 0..255, as some pipelines give them
+        def __len__(self):
+            return 32
+
+        def __getitem__(self, i):
+            return torch.linspace(0, 255, 64).view(1, 8, 8) * (0.5 + i / 64)
+
+    est = RotationSSL(**TINY).fit(Floats())
+    assert est.scale_[0] == 0 and est.scale_[1] == pytest.approx(255 * (0.5 + 31 / 64))
+
+
 def test_auto_backbone_by_working_size():
     assert isinstance(build_backbone("auto", 1, (28, 28)).stages[0][0], torch.nn.Conv2d)
     assert type(build_backbone("auto", 3, (40, 40)).stages[0][0]).__name__ == "Conv2d"

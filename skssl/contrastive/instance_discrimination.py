@@ -69,7 +69,33 @@ def instance_softmax_loss(anchor, bank_features, index, temperature):
     return F.cross_entropy(anchor.float() @ bank_features.T / temperature, index)
 
 
-class InstanceDiscriminationSSL(MultiViewSSL):
+class _MemoryBankLoss:
+    """What NPID and PIRL share: a bank of one embedding per training image (``_bank_embedding``).
+
+    The bank is filled before the first epoch (and when a warm start brings a
+    set of another size), contrasted against with ``loss`` and written after
+    each optimiser step, once backward no longer needs it.
+    """
+
+    def _before_epoch(self, images, epoch):
+        super()._before_epoch(images, epoch)  # ContrastiveCrop's box refresh
+        bank = self.networks_["memory"]
+        if len(bank) != len(images):
+            bank.fill(torch.from_numpy(self._map_images(images, self._bank_embedding)))
+
+    def _contrast(self, anchor):
+        bank, index = self.networks_["memory"], self._batch_index
+        if self.loss == "softmax":
+            return instance_softmax_loss(anchor, bank.features, index, self.temperature)
+        return bank_nce_loss(anchor, bank, index, self.n_negatives, self.temperature, self._generator)
+
+    def _after_step(self):
+        # Under torchrun every process writes every process's rows, so the banks stay equal.
+        self.networks_["memory"].update(self._gather(self._batch_index), self._gather(self.__dict__.pop("_bank_update")),
+                                        self.bank_momentum)
+
+
+class InstanceDiscriminationSSL(_MemoryBankLoss, MultiViewSSL):
     """Unsupervised feature learning by non-parametric instance discrimination (NPID).
 
     Follows Wu, Xiong, Yu & Lin (CVPR 2018): every training image is its own
@@ -144,21 +170,9 @@ class InstanceDiscriminationSSL(MultiViewSSL):
     def _embed(self, x):
         return F.normalize(self.networks_["projector"](self._encode(x)).float(), dim=1)
 
-    def _before_epoch(self, images, epoch):
-        super()._before_epoch(images, epoch)  # ContrastiveCrop's box refresh
-        bank = self.networks_["memory"]
-        if len(bank) != len(images):
-            bank.fill(torch.from_numpy(self._map_images(images, self._embed)))
+    _bank_embedding = _embed
 
     def _loss(self, x):
         v = self._embed(self._views(x, 1)[0])
-        bank, index = self.networks_["memory"], self._batch_index
         self._bank_update = v.detach()  # written in _after_step: the softmax loss still needs the bank
-        if self.loss == "softmax":
-            return instance_softmax_loss(v, bank.features, index, self.temperature)
-        return bank_nce_loss(v, bank, index, self.n_negatives, self.temperature, self._generator)
-
-    def _after_step(self):
-        # Under torchrun every process writes every process's rows, so the banks stay equal.
-        self.networks_["memory"].update(self._gather(self._batch_index), self._gather(self.__dict__.pop("_bank_update")),
-                                        self.bank_momentum)
+        return self._contrast(v)

@@ -10,12 +10,12 @@ from torch import nn
 from .._tiles import grid_tiles, max_hamming_permutations
 from ._memory import MemoryBank
 from ._multiview import MultiViewSSL
-from .instance_discrimination import bank_nce_loss, instance_softmax_loss
+from .instance_discrimination import _MemoryBankLoss
 
 GRID = 3
 
 
-class PIRL(MultiViewSSL):
+class PIRL(_MemoryBankLoss, MultiViewSSL):
     """Pretext-invariant representation learning (PIRL) with the jigsaw transform.
 
     Follows Misra & van der Maaten (CVPR 2020). An image ``I`` gives
@@ -105,17 +105,8 @@ class PIRL(MultiViewSSL):
         per_tile = self.networks_["tile_head"](self._encode(tiles.flatten(0, 1)))
         return F.normalize(self.networks_["jigsaw_head"](per_tile.reshape(b, -1)).float(), dim=1)
 
-    def _before_epoch(self, images, epoch):
-        super()._before_epoch(images, epoch)  # ContrastiveCrop's box refresh
-        bank = self.networks_["memory"]
-        if len(bank) != len(images):  # warm start on a set of another size
-            bank.fill(torch.from_numpy(self._map_images(images, self._image_embedding)))
-
-    def _contrast(self, anchor):
-        bank, index = self.networks_["memory"], self._batch_index
-        if self.loss == "softmax":
-            return instance_softmax_loss(anchor, bank.features, index, self.temperature)
-        return bank_nce_loss(anchor, bank, index, self.n_negatives, self.temperature, self._generator)
+    def _bank_embedding(self, x):
+        return self._image_embedding(x)
 
     def _loss(self, x):
         x_image, x_tiles = self._views(x)
@@ -123,8 +114,3 @@ class PIRL(MultiViewSSL):
         jigsaw = self._jigsaw_embedding(x_tiles)
         self._bank_update = image.detach()  # written in _after_step, after backward has used the bank
         return self.loss_weight * self._contrast(jigsaw) + (1 - self.loss_weight) * self._contrast(image)
-
-    def _after_step(self):
-        # Under torchrun every process writes every process's rows, so the banks stay equal.
-        self.networks_["memory"].update(self._gather(self._batch_index), self._gather(self.__dict__.pop("_bank_update")),
-                                        self.bank_momentum)

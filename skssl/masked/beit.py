@@ -111,7 +111,8 @@ class BEiT(MaskedImageModel):
         What ``transform`` returns: the mean of the patch tokens or the class token.
     augment : skssl.augment.Augment or None, default=None
         ``None`` is BEiT's random resized crop (scale 0.2-1 here), flip and
-        colour jitter; the tokenizer sees the same view as the ViT.
+        colour jitter (0.4, applied to 80% of the images here, where BEiT
+        jitters every image); the tokenizer sees the same view as the ViT.
     {common_parameters}
         For BEiT, ``backbone`` must be a Vision Transformer: ``"auto"`` is
         ``"vit_tiny"``; ``"vit_small"`` or a
@@ -236,6 +237,8 @@ class BEiT(MaskedImageModel):
         check_is_fitted(self, "networks_")
         X = self._check_input(X, reset=False)
         return self._map_batches(X, lambda x: self.tokenizer_.encode(x)).astype(np.int64)
+
+    _pretext_score_is_accuracy = True
 
     def pretext_score(self, X, random_state=0):
         """Accuracy of the predicted visual tokens of the masked patches of ``X`` (blockwise masks).

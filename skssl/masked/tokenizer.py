@@ -149,6 +149,10 @@ def fit_tokenizer(tokenizer, batches, generator, lr=1e-3):
                     z, _ = tokenizer._encode_vectors(x)
                 pick = torch.randint(z.shape[0], (tokenizer.n_tokens,), generator=generator, device=z.device)
                 tokenizer.codebook.copy_(z[pick])
+                # moving averages as if every code had held an even share so far: the EMA
+                # starts from these codes instead of restarting most of them at the first step
+                tokenizer.code_count.fill_(z.shape[0] / tokenizer.n_tokens)
+                tokenizer.code_sum.copy_(tokenizer.codebook * tokenizer.code_count[:, None])
                 first = False
             loss, z, ids = tokenizer(x)
             optimizer.zero_grad(set_to_none=True)

@@ -1,5 +1,6 @@
 """DeepCluster: alternate k-means on the features and learning to predict the clusters."""
 
+import functools
 import warnings
 from numbers import Integral
 
@@ -48,9 +49,14 @@ def sobel(x):
     are replicate-padded (the official code pads with zeros, which puts
     false edges along the border of every image).
     """
-    kernel = torch.tensor(_SOBEL, dtype=x.dtype, device=x.device)
-    weight = torch.stack([kernel, kernel.T])[:, None]  # (2, 1, 3, 3)
-    return F.conv2d(F.pad(x.mean(1, keepdim=True), (1, 1, 1, 1), mode="replicate"), weight)
+    return F.conv2d(F.pad(x.mean(1, keepdim=True), (1, 1, 1, 1), mode="replicate"), _sobel_weight(x.dtype, x.device))
+
+
+@functools.lru_cache(maxsize=4)
+def _sobel_weight(dtype, device):
+    """The ``(2, 1, 3, 3)`` kernels, made once per dtype and device (no host copy per step on CUDA)."""
+    kernel = torch.tensor(_SOBEL, dtype=dtype, device=device)
+    return torch.stack([kernel, kernel.T])[:, None]
 
 
 def whiten_normalize(features, n_components):

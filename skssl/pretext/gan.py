@@ -188,6 +188,8 @@ class GANSSL(BaseSSL):
             return torch.cat([self._generate(len(c), generator).float().cpu()
                               for c in torch.arange(n).split(self.batch_size)])
 
+    _pretext_score_is_accuracy = True
+
     def pretext_score(self, X, random_state=0):
         """Discriminator accuracy on real ``X`` against as many fresh fakes (chance: 0.5)."""
         X = self._check_input(X, reset=False)

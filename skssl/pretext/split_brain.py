@@ -4,7 +4,6 @@ from numbers import Integral
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from sklearn.utils._param_validation import Interval
 
 from ..augment import Augment
