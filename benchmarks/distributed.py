@@ -6,7 +6,7 @@ training images when installed (else the digits), 28 px, small CNN, global
 batch 256. What a GPU run needs to be measured: ``--device cuda`` on a
 machine with 2+ GPUs (nccl), where each process owns one GPU.
 
-    python benchmarks/distributed.py [--n 12000] [--epochs 2] [--device cpu]
+    python benchmarks/distributed.py [--images 12000] [--epochs 2] [--device cpu]
 
 Results go to benchmarks/results/distributed_<device>.json.
 """
@@ -32,7 +32,7 @@ def worker(args):
     if args.device == "cpu":
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
     try:
-        X = skssl.load_fashion_mnist(subset="train", return_X_y=True, download=False)[0][:args.n]
+        X = skssl.load_fashion_mnist(subset="train", return_X_y=True, download=False)[0][:args.images]
     except (OSError, ValueError):
         X = skssl.load_digits_images(return_X_y=True)[0]
     est = skssl.SimCLR(max_epochs=args.epochs, batch_size=256, random_state=0, device=args.device,
@@ -48,19 +48,23 @@ def worker(args):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--n", type=int, default=12_000)
+    # not "--n": torchrun would read it as an abbreviation of its own --nnodes/--nproc-per-node
+    parser.add_argument("--images", type=int, default=12_000)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--worker", action="store_true")
     args = parser.parse_args()
     if args.worker:
         return worker(args)
-    common = [__file__, "--worker", "--n", str(args.n), "--epochs", str(args.epochs), "--device", args.device]
+    common = [__file__, "--worker", "--images", str(args.images), "--epochs", str(args.epochs), "--device", args.device]
     rows = []
     for nproc in (1, 2):
         cmd = [sys.executable, *common] if nproc == 1 else [
             sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", *common]
-        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode:
+            sys.exit(f"{nproc}-process run failed:\n{done.stderr[-3000:]}")
+        out = done.stdout
         rows.append(json.loads(out.strip().splitlines()[-1]))
         print(rows[-1], flush=True)
     result = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",

@@ -40,3 +40,5 @@ if rank == 0:
     print(f"{world} process(es): fit {seconds:.1f} s, few-label accuracy "
           + ", ".join(f"{k}/class {v:.3f}" for k, v in scores.items()))
     model.save("examples/output/simclr_digits.skssl")
+if torch.distributed.is_initialized():  # fit joined (or started) the group; the script ends it
+    torch.distributed.destroy_process_group()

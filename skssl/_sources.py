@@ -21,6 +21,7 @@ memory on CUDA.
 
 import math
 import os
+import signal
 
 import numpy as np
 import torch
@@ -76,9 +77,15 @@ class _StreamingSource:
             return
         loader = torch.utils.data.DataLoader(
             _BatchReader(self), batch_size=None, sampler=index_batches, num_workers=num_workers,
-            pin_memory=pin_memory, persistent_workers=False, prefetch_factor=2,
+            pin_memory=pin_memory, persistent_workers=False, prefetch_factor=2, worker_init_fn=_ignore_ctrl_c,
         )
         yield from zip(index_batches, loader)
+
+
+def _ignore_ctrl_c(worker_id):
+    # Ctrl-C reaches the workers too (one process group); the training process
+    # decides: it finishes its batch, keeps what it learned, and closes the loader.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 class _BatchReader(torch.utils.data.Dataset):

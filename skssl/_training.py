@@ -183,7 +183,7 @@ class TrainingLoop:
                     except KeyboardInterrupt:
                         self._interrupted = True
                     if self._world > 1:  # every process stops at the same step
-                        flag = torch.tensor([float(self._interrupted)], device=device if device.type == "cuda" else "cpu")
+                        flag = torch.tensor([float(self._interrupted)], device=device)
                         self._interrupted = bool(_distributed.mean_over_ranks(flag).item() > 0)
                     if self._interrupted:
                         break

@@ -81,7 +81,10 @@ class _ImageNetResNet(nn.Module):
         import torchvision.models
 
         net = getattr(torchvision.models, self.factory)(weights=None)
-        conv = net.conv1 if in_channels == 3 else nn.Conv2d(in_channels, 64, 7, stride=2, padding=3, bias=False)
+        conv = net.conv1
+        if in_channels != 3:  # torchvision's initialisation of its own stem
+            conv = nn.Conv2d(in_channels, 64, 7, stride=2, padding=3, bias=False)
+            nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
         stem = nn.Sequential(conv, net.bn1, net.relu, net.maxpool)
         self.stages = nn.ModuleList([stem, net.layer1, net.layer2, net.layer3, net.layer4])
 

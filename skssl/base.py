@@ -245,7 +245,7 @@ class BaseSSL(ClassNamePrefixFeaturesOutMixin, TransformerMixin, TrainingLoop, B
         """Called after every optimiser step (momentum encoders, queues)."""
 
     def _before_epoch(self, images, epoch):
-        """Called before every epoch with the stored training images."""
+        """Called before every epoch with the training source (``len``, ``batches``; see ``_map_images``)."""
 
     # ------------------------------------------------------------- utilities
     @property

@@ -241,3 +241,14 @@ def test_image_size_resizes_on_the_device(digits):
     X = digits[0][:64]
     est = RotationSSL(**TINY, image_size=20).fit(X)
     assert est._working_size() == (20, 20) and est.transform(X).shape == (64, 128)
+
+
+def test_loader_workers_leave_ctrl_c_to_the_training_process():
+    # A terminal's Ctrl-C reaches every process of the group, DataLoader workers included.
+    import subprocess
+    import sys
+
+    code = ("import os, signal, time\nfrom skssl._sources import _ignore_ctrl_c\n_ignore_ctrl_c(0)\n"
+            "os.kill(os.getpid(), signal.SIGINT)\ntime.sleep(0.2)\nprint('alive')")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "alive", done.stderr
