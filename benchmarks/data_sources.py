@@ -6,7 +6,9 @@ memmap  : a 200,000-image uint8 memmap (Fashion-MNIST training images,
           growth is compared with the array's size, split into anonymous
           memory (what the process allocates) and file-backed pages (the
           memmap's page cache mapped into the process, which the kernel
-          drops under memory pressure).
+          drops under memory pressure). The same fit on the first 20,000
+          rows gives what any fit costs (activations, torch's allocations);
+          the goal is on the growth beyond it.
 folder  : training images/s of SimCLR on a folder of PNGs with
           ``num_workers=2``, as a ratio of the same images held in memory.
 stems   : training images/s of ResNet-18 at 96 px with the ImageNet stem
@@ -93,23 +95,35 @@ def memmap_part(n=200_000):
     mm = np.load(path, mmap_mode="r")
     # Every 28 px row is read from the memmap; image_size=8 shrinks the batch on the device so that
     # one epoch of 200,000 images fits a CPU budget (the data path is the same at any size).
-    est = RotationSSL(max_epochs=1, batch_size=512, image_size=8, random_state=0)
+    def make():
+        return RotationSSL(max_epochs=1, batch_size=512, image_size=8, random_state=0)
+
+    # What a fit costs whatever the data size (activations of 4 x 512 rotated images, torch's
+    # allocations, the statistics sample) is not memory that grows with the array: it is measured
+    # by the same fit on the first 20,000 rows, after a warm-up fit that pays torch's start-up.
+    make().fit(mm[:2000])
+    with PeakMemory() as small:
+        make().fit(mm[:20_000])
     start = time.perf_counter()
     with PeakMemory() as memory:
-        est.fit(mm)
+        make().fit(mm)
     seconds = time.perf_counter() - start
-    growth = memory.growth()
-    size = mm.nbytes
+    growth, base = memory.growth(), small.growth()
+    size, added = mm.nbytes, mm.nbytes - mm[:20_000].nbytes
+    del mm
     os.remove(path)
+    extra = growth["RssAnon"] - base["RssAnon"]
     return {
         "images": n, "model": "RotationSSL, small_cnn, batch 512, image_size=8 (28 px rows read)",
         "array_MB": round(size / 2**20, 1), "fit_seconds": round(seconds, 1),
         "images_per_s": round(n / seconds, 1),
         "peak_growth_MB": {k: round(v / 2**20, 1) for k, v in growth.items()},
-        "anon_growth_fraction": round(growth["RssAnon"] / size, 3),
-        "total_growth_fraction": round(growth["VmRSS"] / size, 3),
-        "goal": "anonymous peak growth < 0.25 x array size",
-        "met": growth["RssAnon"] < 0.25 * size,
+        "same_fit_on_20000_rows_MB": {k: round(v / 2**20, 1) for k, v in base.items()},
+        "anon_growth_fraction_of_the_array": round(growth["RssAnon"] / size, 3),
+        "anon_growth_per_added_array_byte": round(extra / added, 3),
+        "goal": "anonymous memory that grows with the array < 0.25 x its size (file-backed pages are "
+                "the kernel's page cache of the memmap, dropped under memory pressure)",
+        "met": extra < 0.25 * added,
     }
 
 

@@ -19,7 +19,6 @@ import subprocess
 import sys
 import time
 
-import numpy as np
 import torch
 
 RESULTS = os.path.join(os.path.dirname(__file__), "results")

@@ -413,7 +413,7 @@ class BaseSSL(ClassNamePrefixFeaturesOutMixin, TransformerMixin, TrainingLoop, B
         c = self.image_shape_[2]
         sums = torch.zeros(c, dtype=torch.float64)
         squares = torch.zeros(c, dtype=torch.float64)
-        rows = max(1, (64 << 20) // (8 * math.prod(images.shape[1:])))  # float64 chunks of at most 64 MB
+        rows = max(1, (8 << 20) // (8 * math.prod(images.shape[1:])))  # float64 chunks of about 8 MB
         for chunk in images.split(rows):
             x = unit_range(chunk).double()
             sums += x.sum(dim=(0, 2, 3))

@@ -13,8 +13,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from skssl import RotationSSL, SimCLR
-from skssl._sources import ArraySource, DatasetSource, is_streaming_input
-from skssl.backbones import ResNet18, ResNet18CIFAR, SmallCNN, build_backbone
+from skssl._sources import is_streaming_input
+from skssl.backbones import build_backbone
 from skssl.datasets import ImageFolder, load_digits_images, load_image_folder
 
 TINY = dict(max_epochs=2, batch_size=32, random_state=0)

@@ -91,7 +91,7 @@ def test_same_seed_same_embedding(digits):
 from torch import nn  # noqa: E402
 
 from skssl.contrastive import moco as moco_module  # noqa: E402
-from skssl.contrastive._split_bn import SplitBatchNorm2d, key_order, n_splits, split_batch_norm  # noqa: E402
+from skssl.contrastive._split_bn import SplitBatchNorm2d, key_order, n_splits  # noqa: E402
 
 
 def test_split_count_is_the_largest_even_split_of_at_least_two():

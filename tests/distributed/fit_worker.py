@@ -7,7 +7,6 @@ Each rank writes rank<r>.pt with its networks' state_dict, its transform of X an
 import os
 import sys
 
-import numpy as np
 import torch
 
 import skssl
