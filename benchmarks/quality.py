@@ -15,8 +15,9 @@ fashion with ``--minutes M``: each method trains for ``--epochs`` epochs or
 
 Results go to benchmarks/results/<--out>.json (default quality_<dataset>);
 with ``--methods`` the rows of those methods replace theirs in an existing
-file. ``python benchmarks/report.py`` turns every result file into
-docs/benchmarks.md, with the value of results/before/<same file> next to it.
+file (baselines already there are kept, not re-run). ``python
+benchmarks/report.py`` turns every result file into docs/benchmarks.md,
+with the value of results/before/<same file> next to it.
 
     python benchmarks/quality.py digits
     python benchmarks/quality.py fashion --n-train 4000 --epochs 3 --threads 1     # the quick table
@@ -95,8 +96,9 @@ def run(dataset, names, n_train, epochs, device, save, minutes=None, previous=No
         "torch": torch.__version__,
         "rows": rows,
     }
-    rerun = {name for name, _ in methods(names)} | {"raw pixels"}  # the baselines are re-run too
-    kept = [r for r in (previous or {}).get("rows", []) if names and r["method"] not in rerun]
+    # With --methods, those methods' rows are replaced; the other rows (baselines included) are kept.
+    kept = [r for r in (previous or {}).get("rows", []) if names and r["method"] not in names]
+    done = {r["method"] for r in kept}
 
     def record(row):  # written after every method, so a long run that stops keeps its rows
         rows.append(row)
@@ -107,8 +109,11 @@ def run(dataset, names, n_train, epochs, device, save, minutes=None, previous=No
 
     for row in kept:
         rows.append(row)
-    record({"method": "raw pixels", "seconds": 0.0, **score(None)})
+    if "raw pixels" not in done:
+        record({"method": "raw pixels", "seconds": 0.0, **score(None)})
     for name, cls in methods(names):
+        if name in done:  # a baseline kept from the previous run
+            continue
         params = dict(random_state=0, device=device)
         if dataset == "fashion":
             params["max_epochs"] = epochs
