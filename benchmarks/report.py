@@ -58,7 +58,7 @@ def quality_table(result, before=None, heading=None):
         verdict = "" if r["method"] == "raw pixels" else ("yes" if r[key] > baseline else "no")
         budget = f" ({r['epochs'] - 1} epochs + {r['stopped_at_batch']} batches)" if "stopped_at_batch" in r else ""
         lines.append(f"| {r['method']} | {' | '.join([fmt(r.get(c, '—')) for c in columns] + old)} | {verdict} | {r['seconds']}{budget} |")
-    scored = [r for r in result["rows"] if "skipped" not in r and r["method"] not in ("raw pixels", "RandomInit")]
+    scored = [r for r in result["rows"] if "skipped" not in r and not r["method"].startswith(("raw pixels", "RandomInit"))]
     random_init = next((r[key] for r in result["rows"] if r["method"] == "RandomInit" and key in r), None)
     won = [r["method"] for r in scored if r[key] > baseline]
     lost = [r["method"] for r in scored if r[key] <= baseline]
@@ -106,12 +106,18 @@ def fashion_verdict(results):
 def other_table(name, result):
     """Data-source and distributed results: their figures as a list."""
     lines = [f"### {name[:-5].replace('_', ' ')}", "", f"{result.get('machine', '')}, torch {result.get('torch', '')}.", ""]
+    tables = []
     for key, value in result.items():
         if key in ("machine", "torch"):
             continue
+        if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            columns = list(value[0])
+            tables += ["", f"| {' | '.join(columns)} |", "|---" * len(columns) + "|"]
+            tables += [f"| {' | '.join(str(row.get(c, '')) for c in columns)} |" for row in value]
+            continue
         lines.append(f"- **{key}**: " + (", ".join(f"{k}: {v}" for k, v in value.items()) if isinstance(value, dict)
-                                          else json.dumps(value)))
-    return lines + [""]
+                                          else str(value)))
+    return lines + tables + [""]
 
 
 def main():
@@ -145,6 +151,11 @@ def main():
         "  not as a faster loop.",
         "  Run `python benchmarks/throughput.py --device cuda --backbone resnet18` on",
         "  a GPU for CUDA figures.",
+        "- The 1- vs 2-process row splits the same 2 CPU cores (2 threads in one",
+        "  process, or 1 thread in each of two): a speedup of 1.0 says DDP's",
+        "  gradient all-reduce costs nothing measurable here, not that more",
+        "  devices would not help. A GPU figure needs `python benchmarks/distributed.py",
+        "  --device cuda` on a machine with 2 or more GPUs (none was available).",
         "",
     ]
     results = []
