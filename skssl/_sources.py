@@ -152,10 +152,14 @@ class DatasetSource(_StreamingSource):
     def __len__(self):
         return len(self.dataset)
 
+    def item(self, i):
+        """Item ``i`` as a ``(c, h, w)`` tensor at its stored size (ImageFolder decodes it itself)."""
+        read = getattr(self.dataset, "read_image", None)
+        return read(i) if read is not None else item_to_tensor(self.dataset[i])
+
     def batch(self, index):
         index = index.tolist() if torch.is_tensor(index) else list(index)
-        read = getattr(self.dataset, "read_image", None)
-        images = [read(i) if read is not None else item_to_tensor(self.dataset[i]) for i in index]
+        images = [self.item(i) for i in index]
         h, w, c = self.image_shape
         out = []
         for i, image in zip(index, images):

@@ -532,14 +532,12 @@ class BaseSSL(ClassNamePrefixFeaturesOutMixin, TransformerMixin, TrainingLoop, B
             if np.dtype(source.array.dtype) == np.uint8:
                 return (0.0, 255.0)
             return fit_scale(source.rows(sample_index(len(source), STATS_SAMPLE)).astype(np.float64))
-        read = getattr(source.dataset, "read_image", None)
-        item = read if read is not None else (lambda i: item_to_tensor(source.dataset[i]))
-        if item(0).dtype == torch.uint8:
+        if source.item(0).dtype == torch.uint8:
             return (0.0, 255.0)
         # The range of the raw items (any size, never clipped): min and max of a seeded sample.
         low, high = math.inf, -math.inf
         for i in sample_index(len(source), 1024):
-            x = item(int(i)).double()
+            x = source.item(int(i)).double()
             if not torch.isfinite(x).all():
                 raise ValueError(f"Item {int(i)} of the dataset contains NaN or infinity.")
             low, high = min(low, float(x.min())), max(high, float(x.max()))

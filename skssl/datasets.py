@@ -428,7 +428,7 @@ def _decode(path, channels):
             image = decode_image(read_file(path), mode=mode, apply_exif_orientation=True)
         if image.ndim == 4:  # an animated GIF: its first frame
             image = image[0]
-        if image.shape[0] != (channels or 3):  # GIFs can ignore the read mode: let PIL convert
+        if image.shape[0] != channels:  # GIFs can ignore the read mode: let PIL convert
             raise ValueError("channel count")
         if image.dtype != torch.uint8:  # 16-bit PNGs: the high byte, as PIL's 8-bit conversion
             image = (image.to(torch.int32) >> 8).to(torch.uint8)

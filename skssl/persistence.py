@@ -352,7 +352,8 @@ def load(path, *, backbone=None):
         try:
             missing, unexpected = module.load_state_dict(payload.get("backbone_state_dict", {}), strict=False)
             # parameters of a lazy layer that was saved before its first call are absent from the file
-            missing = [k for k in missing if not nn.parameter.is_lazy(module.state_dict()[k])]
+            state = module.state_dict()
+            missing = [k for k in missing if not nn.parameter.is_lazy(state[k])]
             if missing or unexpected:
                 raise ValueError(f"missing keys {missing}, unexpected keys {unexpected}")
         except (RuntimeError, TypeError, ValueError, AttributeError) as exc:
