@@ -4,7 +4,7 @@ argv: out_dir config_json. The config names ``methods``, shared ``params`` (rand
 null: the default), per-method ``overrides``, optionally ``stop``
 (a step at which a checkpointed fit is stopped and then resumed) and optionally ``fail`` = [rank, step] to raise on that rank at that step.
 Each rank writes probe<rank>.pt: per method, the training-set indices of every batch it trained
-on, a fingerprint of the networks' state (one float64 sum per floating tensor) before the first
+on, a fingerprint of the networks' state (one float64 sum per tensor) when each epoch starts, before the first
 step and after every step (all before the final broadcast that makes every rank equal), and the
 loss history.
 """
@@ -39,15 +39,17 @@ X = load_digits_images(return_X_y=True)[0][:config.get("n", 128)]
 results = {}
 for method in config["methods"]:
     cls = getattr(skssl, method)
-    records = {"index": [], "state": []}
+    records = {"index": [], "state": [], "hook": []}
 
     def fingerprint(nets):
-        return torch.stack([t.detach().double().sum() for t in nets.state_dict().values() if t.is_floating_point()])
+        return torch.stack([t.detach().double().sum() for t in nets.state_dict().values()])
 
     class Probed(cls):
         def _before_epoch(self, images, epoch):
+            records["hook"].append(fingerprint(self.networks_))  # what the hook's eval-mode passes see
             super()._before_epoch(images, epoch)
             records.setdefault("initial", fingerprint(self.networks_))
+            records.setdefault("names", list(self.networks_.state_dict()))
 
         def _after_step(self):
             super()._after_step()
@@ -64,7 +66,7 @@ for method in config["methods"]:
             return super()._loss(x)
 
     Probed.__name__ = cls.__name__
-    params = {**SMALL.get(method, {}), **config.get("overrides", {}).get(method, {}), **config["params"]}
+    params = {**SMALL.get(method, {}), **config["params"], **config.get("overrides", {}).get(method, {})}
     if params.pop("augment", None) == "none":
         params["augment"] = Augment.none()
     est = Probed(**params).fit(X)
