@@ -87,7 +87,13 @@ def test_giant_aspect_ratio_is_cropped_before_it_is_resized(tmp_path, monkeypatc
 
     sizes = []
     interpolate = sources.F.interpolate
-    monkeypatch.setattr(sources.F, "interpolate", lambda x, **kw: sizes.append((x.shape, kw["size"])) or interpolate(x, **kw))
+
+    def spy(x, **kw):
+        sizes.append((x.shape, kw["size"]))
+        assert x[0, 0].numel() <= 4096 and np.prod(kw["size"]) <= 4096, "interpolates more than the crop"
+        return interpolate(x, **kw)
+
+    monkeypatch.setattr(sources.F, "interpolate", spy)
     strip = torch.arange(300_000, dtype=torch.float32).view(1, 1, -1)
     out = resize_shorter_and_crop(strip, (64, 64))
     assert out.shape == (1, 64, 64) and sizes == [((1, 1, 1, 1), (64, 64))]
