@@ -27,6 +27,7 @@ import threading
 import warnings
 
 import numpy as np
+from PIL import Image, UnidentifiedImageError
 
 # Formats PIL registers that are not images it decodes by itself: save-only (PDF, PALM),
 # identify-only stubs (BUFR, GRIB, HDF5, MPEG, WMF off Windows), Ghostscript's EPS, IPTC metadata.
@@ -46,8 +47,6 @@ class BadFile(ValueError):
 
 def pil_extensions():
     """Lower-case extensions (with the dot) of every format PIL opens and decodes itself."""
-    from PIL import Image
-
     Image.init()
     return {ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN and fmt not in _NOT_IMAGES}
 
@@ -71,9 +70,7 @@ def check_extensions(extensions):
 def pixel_limit(max_pixels):
     """The pixel limit in force: PIL's ``Image.MAX_IMAGE_PIXELS`` for ``"auto"`` (read now), else as given."""
     if max_pixels == "auto":
-        from PIL import Image
-
-        return Image.MAX_IMAGE_PIXELS
+            return Image.MAX_IMAGE_PIXELS
     return max_pixels
 
 
@@ -194,8 +191,6 @@ def _not_regular(entry):
 @contextlib.contextmanager
 def open_image(path, limit):
     """PIL image of ``path`` (header read, no pixels decoded), refused when it is no regular file or too large."""
-    from PIL import Image
-
     # O_NONBLOCK: opening a FIFO for reading must not wait for a writer (it is refused just below).
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
     with os.fdopen(fd, "rb") as f:
@@ -211,8 +206,6 @@ def open_image(path, limit):
 
 
 def _pil_open(f, limit):
-    from PIL import Image
-
     with warnings.catch_warnings():  # the limit in force is ours, checked by the caller with the file's size
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
@@ -256,8 +249,6 @@ def header(path, limit):
 
 def read(path, channels, size, limit, value_range):
     """Image ``path`` as an ``(h, w, channels)`` uint8 array; covering ``size`` and centre-cropped when given."""
-    from PIL import Image
-
     with open_image(path, limit) as im:
         turn = orientation(im)
         if size is not None and im.format == "JPEG":
@@ -300,8 +291,6 @@ def type_range(mode):
 
 
 def _eight_bit(im, channels, value_range):
-    from PIL import Image
-
     target = "L" if channels == 1 else "RGB"
     if im.mode in ("I", "F") or im.mode.startswith("I;16"):
         # Deep gray: one range for every image (the type's, or the folder's value_range), never
@@ -330,8 +319,6 @@ def _scale_to_uint8(a, low, high, chunk=1 << 22):
 
 def reason(exc):
     """Short text saying why reading a file failed."""
-    from PIL import UnidentifiedImageError
-
     if isinstance(exc, BadFile):
         return str(exc)
     if isinstance(exc, PermissionError):
