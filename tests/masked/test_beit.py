@@ -82,6 +82,20 @@ def test_the_tokenizer_is_frozen_and_outside_the_optimiser(fitted, digits):
     np.testing.assert_array_equal(again.tokenize(digits[1][:20]), fitted.tokenize(digits[1][:20]))
 
 
+def test_masked_pixels_never_reach_the_logits(fitted):
+    x = torch.rand(4, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    mask = fitted._beit_masks(4, (4, 4), torch.Generator().manual_seed(1), "cpu")
+    hidden = mask.view(4, 1, 4, 4).repeat_interleave(2, 2).repeat_interleave(2, 3)
+    changed = torch.where(hidden, torch.rand_like(x), x)
+    fitted.networks_.eval()
+    with torch.no_grad():
+        logits, logits_changed = (fitted._beit_logits(fitted._standardize(z), mask) for z in (x, changed))
+        visible_changed = fitted._beit_logits(fitted._standardize(torch.where(hidden, x, torch.rand_like(x))), mask)
+    assert mask.any(1).all() and hidden.sum() > 0
+    torch.testing.assert_close(logits_changed, logits, rtol=0, atol=1e-6)  # every position, masked or not
+    assert not torch.allclose(visible_changed, logits, atol=1e-3)  # the visible pixels do reach them
+
+
 def test_masked_token_accuracy_beats_the_most_frequent_token(fitted, digits):
     test = digits[1]
     majority = np.bincount(fitted.tokenize(test).ravel()).max() / (300 * 16)
