@@ -36,3 +36,10 @@ def fit_both(make, X):
     with no_optimizer_step():
         untrained = make().fit(X)
     return trained, untrained
+
+
+def held_out_knn(est, X, y, X_test, y_test):
+    """kNN accuracy on held-out images, with the embeddings of the training images as neighbours."""
+    from skssl.evaluation import knn_score
+
+    return knn_score(est, X, y, X_test=X_test, y_test=y_test)
