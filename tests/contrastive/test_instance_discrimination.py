@@ -11,6 +11,7 @@ from skssl.contrastive.instance_discrimination import InstanceDiscriminationSSL,
 from skssl.datasets import load_digits_images
 from skssl.evaluation import embedding_diagnostics
 
+from _nce import record_first_normaliser_logits, z_estimate
 from _untrained import fit_both, held_out_knn
 
 
@@ -80,11 +81,15 @@ def test_learns_without_collapsing(digits):
     assert torch.allclose(bank.norm(dim=1), torch.ones(240), atol=1e-5)
 
 
-def test_nce_fixes_the_normaliser_and_keeps_a_unit_bank(digits):
+def test_nce_fixes_the_normaliser_and_keeps_a_unit_bank(digits, monkeypatch):
     X, _ = digits
+    first = record_first_normaliser_logits(monkeypatch)
     est = InstanceDiscriminationSSL(loss="nce", max_epochs=2, batch_size=60, n_negatives=256, random_state=0).fit(X)
     bank = est.networks_["memory"]
-    assert torch.isfinite(bank.log_z)
+    assert bool(bank.log_z_known) and first
+    # Z from the first batch's scores (an untouched log Z would still be 0)
+    assert bank.log_z.item() == pytest.approx(z_estimate(first[0], 240), rel=1e-5)
+    assert abs(bank.log_z.item()) > 1.0
     assert torch.allclose(bank.features.norm(dim=1), torch.ones(240), atol=1e-5)
     assert np.isfinite([h["loss"] for h in est.history_]).all()
 

@@ -9,6 +9,7 @@ from skssl.contrastive.pirl import PIRL
 from skssl.datasets import load_digits_images
 from skssl.evaluation import embedding_diagnostics
 
+from _nce import record_first_normaliser_logits, z_estimate
 from _untrained import fit_both, held_out_knn
 
 
@@ -81,10 +82,15 @@ def test_jigsaw_embedding_depends_on_tile_order(fitted, digits, monkeypatch):
     assert not torch.allclose(embeddings["identity"], embeddings["reversed"], atol=1e-3)  # same jitter, other order
 
 
-def test_nce_variant_and_warm_start_on_other_size(digits):
+def test_nce_variant_and_warm_start_on_other_size(digits, monkeypatch):
     X = digits[0]
+    first = record_first_normaliser_logits(monkeypatch)
     est = PIRL(loss="nce", n_negatives=64, max_epochs=1, batch_size=50, projection_dim=8, n_permutations=4, random_state=0).fit(X)
-    assert np.isfinite(est.history_[0]["loss"]) and torch.isfinite(est.networks_["memory"].log_z)
+    bank = est.networks_["memory"]
+    assert np.isfinite(est.history_[0]["loss"]) and bool(bank.log_z_known) and first
+    # Z from the first batch's scores (an untouched log Z would still be 0)
+    assert bank.log_z.item() == pytest.approx(z_estimate(first[0], 200), rel=1e-5)
+    assert abs(bank.log_z.item()) > 1.0
     est.set_params(warm_start=True).fit(X[:60])
     assert est.networks_["memory"].features.shape == (60, 8)
     assert len(est.history_) == 2
