@@ -66,11 +66,19 @@ def test_masks_follow_the_generator():
     assert torch.equal(_masks((7, 7), 20, 4, seed=3), _masks((7, 7), 20, 4, seed=3))
 
 
-def test_fit_trains_a_tokenizer_that_uses_a_quarter_of_its_codebook_on_held_out_images(fitted, digits):
+def test_fit_trains_a_tokenizer_that_reconstructs_held_out_images(fitted, digits):
     ids = fitted.tokenize(digits[1])
     assert ids.shape == (300, 16) and ids.dtype == np.int64
     assert len(np.unique(ids)) >= 0.25 * fitted.n_tokens
     assert {"tokenizer_loss", "codebook_usage"} <= set(fitted.history_[0])
+    # Codebook use alone cannot tell training from seeding (30 of 32 codes seeded, 27 trained):
+    # the decoded tokens must reconstruct held-out images. Measured: squared error 0.41 of the
+    # pixel variance (issue 23); with the codebook seeded and nothing trained, 1.00 here.
+    x = torch.as_tensor(digits[1] / 16.0, dtype=torch.float32).view(-1, 1, 8, 8)
+    tokenizer = fitted.tokenizer_
+    with torch.no_grad():
+        decoded = tokenizer.decode(tokenizer.encode(x), (4, 4))
+    assert ((decoded - x) ** 2).mean().item() < 0.6 * x.var().item()
 
 
 def test_the_tokenizer_is_frozen_and_outside_the_optimiser(fitted, digits):
