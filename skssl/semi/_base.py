@@ -279,3 +279,51 @@ def balanced_index(index, codes, seed):
         reps, extra = divmod(target, len(rows))
         parts.append(np.concatenate([np.tile(rows, reps), rng.choice(rows, extra, replace=False)]))
     return np.concatenate(parts)
+
+
+def softmax(logits, temperature=1.0):
+    z = np.asarray(logits, dtype=np.float64) / temperature
+    z -= z.max(axis=1, keepdims=True)
+    p = np.exp(z)
+    return p / p.sum(axis=1, keepdims=True)
+
+
+class TeacherStudentClassifier(SemiSupervisedClassifier):
+    """A classifier whose students learn from a teacher classifier's outputs (distillation, Noisy Student)."""
+
+    # ``ssl`` of the FineTuneClassifier trained as teacher when ``teacher=None``.
+    _default_teacher_ssl = "auto"
+
+    def _fitted_teacher(self, X, y, seed):
+        """``teacher`` as it is when fitted; else a clone fitted on (X, y) (a labels-alone FineTuneClassifier for None)."""
+        from sklearn.base import clone
+
+        from .fine_tune import FineTuneClassifier
+
+        teacher = self.teacher
+        if teacher is not None and hasattr(teacher, "network_"):
+            if not isinstance(teacher, SemiSupervisedClassifier):
+                raise ValueError(f"teacher must be a skssl.semi classifier; got {type(teacher).__name__}.")
+            return teacher  # only read
+        if teacher is None:
+            teacher = FineTuneClassifier(ssl=self._default_teacher_ssl, backbone=self.backbone, image_shape=self.image_shape,
+                                         image_size=self.image_size, **self._shared_params())
+        elif not isinstance(teacher, SemiSupervisedClassifier):
+            raise ValueError(f"teacher must be a skssl.semi classifier (e.g. FineTuneClassifier) or None; "
+                             f"got {type(teacher).__name__}.")
+        else:
+            teacher = clone(teacher)
+        if teacher.random_state is None:
+            teacher.set_params(random_state=seed)
+        return teacher.fit(X, y)
+
+    def _check_teacher_classes(self, teacher):
+        if not np.array_equal(np.asarray(teacher.classes_), np.asarray(self.classes_)):
+            raise ValueError(f"The fitted teacher knows the classes {list(teacher.classes_)} but y has "
+                             f"{list(self.classes_)}; fit the teacher on the same labels.")
+
+    def _student_params(self, teacher):
+        net = teacher.network_
+        backbone = net.backbone if self.student_backbone == "auto" else self.student_backbone
+        return dict(n_classes=len(self.classes_), backbone=backbone, image_shape=net.image_shape,
+                    image_size=net.image_size, stage=-1, head="linear")
