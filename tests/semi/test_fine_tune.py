@@ -15,6 +15,7 @@ import torch
 import skssl
 from skssl import FineTuneClassifier, RotationSSL, SimCLR, linear_probe_score
 from skssl.semi._base import balanced_index
+from skssl.semi._network import ClassifierNetwork
 
 FAST = dict(max_epochs=1, batch_size=32, random_state=0)
 
@@ -122,7 +123,7 @@ def test_save_load_and_pickle_give_the_same_predictions(small_xy, tmp_path):
     np.testing.assert_array_equal(unpickled.predict_proba(X), clf.predict_proba(X))
 
 
-def test_sigkill_mid_fine_tune_then_refit_resumes(small_xy, tmp_path):
+def test_sigkill_mid_fine_tune_then_refit_resumes(small_xy, tmp_path, monkeypatch):
     X, y = small_xy
     data, ckpt, log = tmp_path / "X.npy", tmp_path / "ckpt", tmp_path / "epochs.log"
     np.save(data, X)
@@ -133,6 +134,8 @@ def test_sigkill_mid_fine_tune_then_refit_resumes(small_xy, tmp_path):
     child = textwrap.dedent(f"""
         import time
         import numpy as np
+        import torch
+        torch.set_num_threads(1)  # as the tests: the same pretrained weights, so the same checkpoint key
         from skssl import FineTuneClassifier, RotationSSL
         from skssl.semi._network import ClassifierNetwork
         def logged(self, images, epoch, before=ClassifierNetwork._before_epoch):
@@ -158,7 +161,12 @@ def test_sigkill_mid_fine_tune_then_refit_resumes(small_xy, tmp_path):
     saved = torch.load(ckpt / files[0], weights_only=True)
     assert len(saved["history"]) == 4  # epochs 2 and 4 were saved
 
+    ran = []
+    before = ClassifierNetwork._before_epoch
+    monkeypatch.setattr(ClassifierNetwork, "_before_epoch", lambda self, images, epoch: (ran.append(epoch), before(self, images, epoch)))
     resumed = FineTuneClassifier(ssl=RotationSSL(**ssl_params), **params).fit(X, y)
+    monkeypatch.undo()
+    assert ran == [4, 5, 6, 7]  # only the epochs the checkpoint lacked
     assert [h["epoch"] for h in resumed.history_] == list(range(1, 9))
     # Resuming reproduces the uninterrupted fit exactly (same seed, CPU).
     uninterrupted = FineTuneClassifier(ssl=RotationSSL(**ssl_params), **{**params, "checkpoint_dir": None}).fit(X, y)
