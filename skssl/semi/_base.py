@@ -255,6 +255,12 @@ class SemiSupervisedClassifier(ClassifierMixin, BaseEstimator):
         X_keep = X if len(keep) == len(y) else subset(X, keep)
         return accuracy_score(y[keep], self.predict(X_keep), sample_weight=weight)
 
+    def save(self, path):
+        """Write the classifier (with its networks and SSL estimator) to ``path`` without pickle; see :func:`skssl.load`."""
+        from ..persistence import save
+
+        save(self, path)
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = False

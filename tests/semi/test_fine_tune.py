@@ -114,7 +114,7 @@ def test_fine_tuning_beats_a_linear_probe_on_the_same_embeddings(digits_few_labe
 def test_save_load_and_pickle_give_the_same_predictions(small_xy, tmp_path):
     X, y = small_xy
     clf = FineTuneClassifier(ssl=RotationSSL(max_epochs=1, batch_size=32), **FAST).fit(X, y)
-    skssl.persistence.save(clf, tmp_path / "clf.skssl")
+    clf.save(tmp_path / "clf.skssl")
     loaded = skssl.load(tmp_path / "clf.skssl")
     assert type(loaded) is FineTuneClassifier and loaded.get_params()["max_epochs"] == 1
     np.testing.assert_array_equal(loaded.classes_, clf.classes_)
