@@ -171,3 +171,19 @@ def test_sigkill_mid_fine_tune_then_refit_resumes(small_xy, tmp_path, monkeypatc
     # Resuming reproduces the uninterrupted fit exactly (same seed, CPU).
     uninterrupted = FineTuneClassifier(ssl=RotationSSL(**ssl_params), **{**params, "checkpoint_dir": None}).fit(X, y)
     np.testing.assert_allclose(resumed.decision_function(X), uninterrupted.decision_function(X), rtol=1e-5, atol=1e-6)
+
+
+def test_memmaps_and_torch_datasets_train_on_their_labelled_rows(small_xy, tmp_path):
+    X, y = small_xy
+    memmap = np.lib.format.open_memmap(tmp_path / "X.npy", mode="w+", dtype=X.dtype, shape=X.shape)
+    memmap[:] = X
+    memmap.flush()
+    memmap = np.load(tmp_path / "X.npy", mmap_mode="r")
+    dataset = torch.utils.data.TensorDataset(torch.from_numpy(X[:, None].astype(np.float32)))
+    in_memory = FineTuneClassifier(ssl=None, **FAST).fit(X, y)
+    for images in (memmap, dataset):
+        clf = FineTuneClassifier(ssl=None, num_workers=0, **FAST).fit(images, y)
+        assert clf.predict(images).shape == (len(X),)
+    # the memmap is read batch by batch but trains on exactly the rows in memory would
+    np.testing.assert_allclose(FineTuneClassifier(ssl=None, **FAST).fit(memmap, y).decision_function(X),
+                               in_memory.decision_function(X), rtol=1e-5, atol=1e-5)
