@@ -2,7 +2,7 @@
 
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from skssl.semi import FineTuneClassifier
+from skssl.semi import DistilledClassifier, FineTuneClassifier, NoisyStudentClassifier
 
 # The checks fit dozens of times on tiny tabular data (padded into square
 # images): few steps and no augmentation, enough for the accuracy
@@ -12,6 +12,8 @@ TINY = dict(max_epochs=4, batch_size=32, lr=1e-2, augment=None)
 # the same network and is pinned down in tests/semi/test_fine_tune.py.
 CLASSIFIERS = [
     FineTuneClassifier(ssl=None, **TINY),
+    DistilledClassifier(FineTuneClassifier(ssl=None, **TINY), student_backbone="auto", **TINY),
+    NoisyStudentClassifier(dropout=0.0, drop_path=0.0, **TINY),
 ]
 
 MINUS_ONE = ("y == -1 marks an unlabelled image (scikit-learn's semi-supervised convention), so labels [-1, 1] "
