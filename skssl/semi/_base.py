@@ -6,10 +6,6 @@ training loop; this module turns ``y`` into their per-image targets and maps
 their logits back to scikit-learn's classifier API.
 """
 
-import copy
-import math
-from numbers import Integral
-
 import joblib
 import numpy as np
 import torch

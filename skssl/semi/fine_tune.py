@@ -2,7 +2,6 @@
 
 from numbers import Integral, Real
 
-import numpy as np
 from sklearn.base import _fit_context, clone
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from torch import nn
@@ -86,8 +85,7 @@ class FineTuneClassifier(SemiSupervisedClassifier):
 
     Examples
     --------
-    >>> import numpy as np
-    >>> from skssl import FineTuneClassifier, RotationSSL
+    >>>     >>> from skssl import FineTuneClassifier, RotationSSL
     >>> from skssl.datasets import load_digits_images
     >>> X, y = load_digits_images(return_X_y=True)
     >>> y_few = np.where(np.arange(len(y)) % 10 == 0, y, -1)   # 10% of the labels
