@@ -16,14 +16,16 @@ def labels_alone_teacher(digits_few_labels):
 def test_noisy_student_beats_its_teacher(digits_few_labels, labels_alone_teacher):
     X, y, X_test, y_test = digits_few_labels
     teacher_score = labels_alone_teacher.score(X_test, y_test)
-    student = NoisyStudentClassifier(teacher=labels_alone_teacher, max_epochs=10, random_state=0).fit(X, y)
-    # Measured: teacher 0.891, student 0.915.
+    student = NoisyStudentClassifier(teacher=labels_alone_teacher, max_epochs=20, random_state=0).fit(X, y)
+    # Measured: teacher 0.891, student 0.920 (on main's loop with its own epoch-order generator: 0.899 and
+    # 0.938; with seed 1 there, 0.913 and 0.930). At 10 student epochs the gain was -0.002 to +0.024
+    # across seeds and loops: the noised student needs the longer schedule.
     assert student.score(X_test, y_test) >= teacher_score + 0.01
     assert student.teacher_ is labels_alone_teacher
     (record,) = student.history_
     assert record["teacher_labelled_accuracy"] == 1.0 and record["n_pseudo_labelled"] == (y < 0).sum()
     assert record["pseudo_label_counts"] == [120] * 10  # class-balanced selection
-    assert len(record["epochs"]) == 10
+    assert len(record["epochs"]) == 20
 
 
 def test_class_balanced_selection_keeps_the_most_confident_and_repeats_rare_classes():
