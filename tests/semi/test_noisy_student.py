@@ -23,7 +23,8 @@ def test_noisy_student_beats_its_teacher(digits_few_labels, labels_alone_teacher
     assert student.score(X_test, y_test) >= teacher_score + 0.01
     assert student.teacher_ is labels_alone_teacher
     (record,) = student.history_
-    assert record["teacher_labelled_accuracy"] == 1.0 and record["n_pseudo_labelled"] == (y < 0).sum()
+    assert record["teacher_labelled_accuracy"] >= 0.95 and record["n_pseudo_labelled"] == (y < 0).sum()
+    assert 0 < record["mean_confidence"] < 1 and record["student_labelled_accuracy"] >= 0.9
     assert record["pseudo_label_counts"] == [120] * 10  # class-balanced selection
     assert len(record["epochs"]) == 20
 
