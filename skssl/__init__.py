@@ -9,6 +9,7 @@ from .diagnostics import (alignment_uniformity, compare_pretexts, implicit_dimen
 from .evaluation import embedding_diagnostics, few_label_score, knn_score, linear_probe_score
 from .masked import BEiT, MAE
 from .persistence import load
+from .semi import DistilledClassifier, FineTuneClassifier, NoisyStudentClassifier
 from .pretext import (
     GANSSL,
     ColorizationSSL,
@@ -39,4 +40,5 @@ __all__ = [
     "alignment_uniformity", "compare_pretexts", "implicit_dimensionality", "pretext_generalization",
     "random_label_baseline",
     "load_digits_images", "load_fashion_mnist",
+    "FineTuneClassifier", "DistilledClassifier", "NoisyStudentClassifier",
 ]

@@ -16,6 +16,10 @@ File layout (``version`` 1)::
      "params": {...}, "fitted": {...},          # plain data, see _encode
      "state_dict": {name: tensor},              # networks_.state_dict() on the CPU
      "backbone_state_dict": {name: tensor}}     # only for an nn.Module ``backbone``
+
+An estimator held by another (the SSL estimator and fitted networks of a
+:mod:`skssl.semi` classifier) is stored inside it as ``{"__estimator__":
+record}``, a record of this same layout without the file markers' meaning.
 """
 
 import copy
@@ -39,11 +43,17 @@ __all__ = ["save", "load"]
 
 
 # ------------------------------------------------------------------ classes
-def _registry():
-    """``"module.ClassName" -> class`` for every BaseSSL subclass defined in skssl."""
+def _roots():
+    """The base classes whose skssl subclasses save and load: the SSL estimators and the classifiers of skssl.semi."""
     from .base import BaseSSL
+    from .semi._base import SemiSupervisedClassifier
 
-    found, stack = {}, list(BaseSSL.__subclasses__())
+    return (BaseSSL, SemiSupervisedClassifier)
+
+
+def _registry():
+    """``"module.ClassName" -> class`` for every BaseSSL (or skssl.semi classifier) subclass defined in skssl."""
+    found, stack = {}, [c for root in _roots() for c in root.__subclasses__()]
     while stack:
         cls = stack.pop()
         stack.extend(cls.__subclasses__())
@@ -77,11 +87,9 @@ def _resolve_class(name):
 
 
 def _class_name(estimator):
-    from .base import BaseSSL
-
     cls = type(estimator)
     name = f"{cls.__module__}.{cls.__qualname__}"
-    if not isinstance(estimator, BaseSSL) or _registry().get(name) is not cls:
+    if not isinstance(estimator, _roots()) or _registry().get(name) is not cls:
         raise ValueError(
             f"save() only stores skssl's own estimators (BaseSSL subclasses defined in skssl); "
             f"got {name}. Use pickle or joblib for your own classes, and only for trusted files."
@@ -91,7 +99,8 @@ def _class_name(estimator):
 
 # ------------------------------------------------------------- plain data
 # Non-plain values become one-key dicts tagged with one of these keys.
-_TAGS = ("__augment__", "__optimizer__", "__device__", "__ndarray__", "__random_state__", "__tokenizer__", "__module__")
+_TAGS = ("__augment__", "__optimizer__", "__device__", "__ndarray__", "__random_state__", "__tokenizer__", "__module__",
+         "__estimator__")
 
 
 def _optimizers():
@@ -141,6 +150,13 @@ def _encode(value, where):
         return {"__tokenizer__": {"sizes": sizes, "state": _cpu_state(value)}}
     if isinstance(value, nn.Module):
         return {"__module__": f"{type(value).__module__}.{type(value).__qualname__}"}
+    if isinstance(value, _roots()):
+        # An estimator inside an estimator (a classifier's SSL estimator or fitted network).
+        payload = _payload(value)
+        if "backbone_state_dict" in payload:
+            raise ValueError(f"{where} is a {type(value).__name__} with a custom nn.Module backbone, which save() "
+                             f"cannot store inside another estimator. Use pickle or joblib for trusted files.")
+        return {"__estimator__": payload}
     raise ValueError(
         f"{where} = {value!r} ({type(value).__name__}) cannot be stored as plain data; "
         f"save() only writes numbers, strings, containers, arrays, Augment, torch.optim "
@@ -186,6 +202,10 @@ def _decode(value, where):
             return tokenizer
         if tag == "__module__":
             return value  # resolved by load() from its ``backbone`` argument
+        if tag == "__estimator__":
+            if not isinstance(value[tag], dict):
+                raise ValueError(f"{where}: invalid estimator record.")
+            return _from_payload(value[tag], None, where)
     return {k: _decode(v, f"{where}[{k!r}]") for k, v in value.items()}
 
 
@@ -229,6 +249,11 @@ def save(estimator, path):
     --------
     load : read the file back.
     """
+    atomic_save(os.fspath(path), _payload(estimator))
+
+
+def _payload(estimator):
+    """The plain-data record of ``estimator`` that :func:`save` writes."""
     from . import __version__
 
     name = _class_name(estimator)
@@ -245,8 +270,7 @@ def save(estimator, path):
     }
     if isinstance(params.get("backbone"), nn.Module):
         payload["backbone_state_dict"] = _cpu_state(params["backbone"])
-
-    atomic_save(os.fspath(path), payload)
+    return payload
 
 
 def _upgrade_from_0_1(class_name, params, fitted, skssl_version):
@@ -317,6 +341,11 @@ def load(path, *, backbone=None):
                              f"{str(exc).splitlines()[0] if str(exc) else ''}). Files holding other "
                              f"Python objects are refused because loading them could run code.") from exc
 
+    return _from_payload(payload, backbone, path)
+
+
+def _from_payload(payload, backbone, path):
+    """The estimator a :func:`_payload` record describes (``path`` names it in errors)."""
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise _invalid(path, "it has no 'format': 'skssl' marker.")
     if payload.get("version") != VERSION:
@@ -376,7 +405,7 @@ def load(path, *, backbone=None):
             raise _invalid(path, f"fitted attribute {name!r} would hide a method or property of {cls.__name__}.")
         setattr(estimator, name, value)
 
-    if payload["state_dict"] or fitted:
+    if (payload["state_dict"] or fitted) and hasattr(estimator, "_build_networks"):
         try:
             # Fresh weights are overwritten at once; building them must not
             # advance the caller's global RNG.
