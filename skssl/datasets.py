@@ -444,3 +444,5 @@ def _decode(path, channels):
             array = np.asarray(im.convert("L" if channels == 1 else "RGB"))
         array = array[:, :, None] if array.ndim == 2 else array
         return torch.from_numpy(array.transpose(2, 0, 1).copy())
+
+from .video._data import make_moving_images  # noqa: E402  (video data lives with the video methods)
