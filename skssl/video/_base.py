@@ -71,47 +71,56 @@ class VideoSSL(BaseSSL):
     def _check_input(self, X, reset):
         """Validate clips; return flat rows (in memory) or an ArraySource (memmap, h5py)."""
         name = type(self).__name__
+        if self.image_shape is not None:
+            raise ValueError(f"{name} reads clips: set video_shape=(t, h, w[, c]), not image_shape="
+                             f"{self.image_shape!r} (which applies to image methods).")
         if is_dataset(X):
             raise ValueError(f"{name} reads clips from arrays (in memory, np.memmap or h5py); "
                              f"got a {type(X).__name__}.")
-        streaming = is_streaming_input(X)
-        if not streaming and not hasattr(X, "shape"):
+        if is_streaming_input(X):
+            return self._check_clip_source(X, reset)
+        if not hasattr(X, "shape"):
             X = np.asarray(X)
-        shape = clip_shape(X.shape, self.video_shape, name)
-        if shape is None and not reset:
-            if len(X.shape) == 2 and X.shape[1] != self.n_features_in_:
-                raise ValueError(f"X has {X.shape[1]} features, but {name} is expecting {self.n_features_in_} "
-                                 "features as input.")
-            shape = self.video_shape_
-        if shape is not None and not reset and shape != self.video_shape_:
-            raise ValueError(f"X holds clips of shape {shape} (t, h, w, c) but {name} was fitted on {self.video_shape_}.")
-        if streaming:
-            dtype = np.dtype(X.dtype)
-            if dtype.kind not in "uif":
-                raise ValueError(f"{name} expects numeric clips; the array has dtype {dtype}.")
-            n = int(X.shape[0])
-            if n < (2 if reset else 1):
-                raise ValueError(f"Found array with {n} sample(s) (shape={tuple(X.shape)}) while a minimum of "
-                                 f"{2 if reset else 1} is required by {name}.")
-            if reset:
-                validate_data(self, X, reset=True, skip_check_array=True)  # clears feature names
-                shape = shape or resolve_video_shape(self.video_shape, int(X.shape[1]), self._span(), name)
-                self.n_features_in_ = int(math.prod(X.shape[1:]))
-        else:
-            if len(X.shape) > 2:
-                X = np.reshape(X, (X.shape[0], math.prod(shape)))
-            X = validate_data(self, X, reset=reset, dtype="numeric", ensure_min_samples=2 if reset else 1)
-            if reset:
-                shape = shape or resolve_video_shape(self.video_shape, X.shape[1], self._span(), name)
+        shape = X.shape
+        # scikit-learn's checks first (sample count, NaN, dtype, feature count), on the flattened clips.
+        rows = np.reshape(X, (shape[0], math.prod(shape[1:]))) if len(shape) > 2 else X
+        rows = validate_data(self, rows, reset=reset, dtype="numeric", ensure_min_samples=2 if reset else 1)
+        self._set_clip_shape(clip_shape(shape, self.video_shape, name), rows.shape[1], reset)
+        return rows
+
+    def _check_clip_source(self, X, reset):
+        name = type(self).__name__
+        dtype = np.dtype(X.dtype)
+        if dtype.kind not in "uif":
+            raise ValueError(f"{name} expects numeric clips; the array has dtype {dtype}.")
+        n = int(X.shape[0])
+        if n < (2 if reset else 1):
+            raise ValueError(f"Found array with {n} sample(s) (shape={tuple(X.shape)}) while a minimum of "
+                             f"{2 if reset else 1} is required by {name}.")
+        n_features = int(math.prod(X.shape[1:]))
         if reset:
-            if shape[0] < self._span():
-                raise ValueError(
-                    f"{name} needs clips of at least {self._span()} frames with these parameters "
-                    f"({self._span_reason()}); the clips in X have {shape[0]}.")
-            self.video_shape_, self.image_shape_ = shape, shape[1:]
-        if streaming:
-            return ArraySource(X, self.video_shape_, getattr(self, "scale_", (0.0, 255.0)))
-        return X
+            validate_data(self, X, reset=True, skip_check_array=True)  # clears feature names
+            self.n_features_in_ = n_features
+        elif n_features != self.n_features_in_:
+            raise ValueError(f"X has {n_features} features per sample, but {name} is expecting "
+                             f"{self.n_features_in_} features as input.")
+        self._set_clip_shape(clip_shape(X.shape, self.video_shape, name), n_features, reset)
+        return ArraySource(X, self.video_shape_, getattr(self, "scale_", (0.0, 255.0)))
+
+    def _set_clip_shape(self, shape, n_features, reset):
+        """Fix ``video_shape_`` on ``reset`` (from the clips, or ``video_shape`` for rows); else check it."""
+        name = type(self).__name__
+        if not reset:
+            if shape is not None and shape != self.video_shape_:
+                raise ValueError(f"X holds clips of shape {shape} (t, h, w, c) but {name} was fitted on "
+                                 f"{self.video_shape_}.")
+            return
+        shape = shape or resolve_video_shape(self.video_shape, n_features, self._span(), name)
+        if shape[0] < self._span():
+            raise ValueError(
+                f"{name} needs clips of at least {self._span()} frames with these parameters "
+                f"({self._span_reason()}); the clips in X have {shape[0]}.")
+        self.video_shape_, self.image_shape_ = shape, shape[1:]
 
     # ------------------------------------------------------------------ frames
     def _frame_index(self, n_clips, n_frames, span=None, start_weights=None):
