@@ -158,3 +158,14 @@ def test_temporal_methods_learn_what_moves(cls, params, moving):
     # Measured: 0.29 (contrastive) and 0.27 (classification); 0.17 and 0.16 with the optimizer
     # step switched off; 0.12 from the untrained backbone's frames, mean-pooled. Ten classes.
     assert learned >= 0.22
+
+
+@pytest.mark.parametrize("cls", [TemporalClassificationSSL, PredictiveCodingSSL], ids=lambda c: c.__name__)
+def test_saved_video_model_loads_with_its_heads_and_embeds_the_same(cls, clips, tmp_path):
+    import skssl
+
+    est = cls(pooling="mean+diff", **TINY, **SMALL[cls]).fit(clips)
+    est.save(tmp_path / "model.skssl")
+    loaded = skssl.load(tmp_path / "model.skssl")
+    assert loaded.video_shape_ == est.video_shape_ and loaded.embedding_dim_ == 2 * loaded.frame_dim_
+    np.testing.assert_array_equal(loaded.transform(clips), est.transform(clips))
