@@ -11,6 +11,7 @@ import os
 import tempfile
 
 import joblib
+import numpy as np
 import torch
 from torch import nn
 
@@ -33,7 +34,9 @@ def parameter_key(estimator):
 
 
 def data_key(X):
-    return joblib.hash(X)
+    # joblib hashes an array's memory layout too: the same values in Fortran
+    # order or as a strided view would key another file and never resume.
+    return joblib.hash(np.ascontiguousarray(X) if isinstance(X, np.ndarray) else X)
 
 
 def checkpoint_path(estimator, data_fingerprint):

@@ -70,7 +70,7 @@ def check_extensions(extensions):
 def pixel_limit(max_pixels):
     """The pixel limit in force: PIL's ``Image.MAX_IMAGE_PIXELS`` for ``"auto"`` (read now), else as given."""
     if max_pixels == "auto":
-            return Image.MAX_IMAGE_PIXELS
+        return Image.MAX_IMAGE_PIXELS
     return max_pixels
 
 

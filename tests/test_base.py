@@ -188,6 +188,12 @@ def test_pipeline_gridsearch_cross_val_and_clone(digits):
     search = GridSearchCV(pipe, {"rotationssl": [RotationSSL(**TINY), SimCLR(**TINY)]}, cv=2)
     search.fit(X, y)
     assert type(search.best_params_["rotationssl"]) in (RotationSSL, SimCLR)
+    scores = search.cv_results_["mean_test_score"]
+    assert search.best_score_ == scores.max() and search.best_index_ == scores.argmax()
+    assert type(search.best_params_["rotationssl"]) is type(search.cv_results_["param_rotationssl"][scores.argmax()])
+    # best_score_ is the winner's own cross-validated score (fits are seeded: exactly equal)
+    winner = clone(pipe).set_params(**search.best_params_)
+    assert cross_val_score(winner, X, y, cv=2).mean() == search.best_score_
     assert cross_val_score(pipe, X, y, cv=2).shape == (2,)
     est = SimCLR(temperature=0.2, **TINY)
     assert clone(est).get_params() == est.get_params()

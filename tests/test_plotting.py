@@ -2,6 +2,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
 matplotlib = pytest.importorskip("matplotlib")
 matplotlib.use("Agg")
@@ -102,13 +103,34 @@ def test_plot_augmentations_grid_shows_the_original_then_its_views(digits):
     assert fig.axes[0].get_title() == "original" and fig.axes[1].get_title() == "view 1"
 
 
+def _drawn_views(fig, n_images, n_views):
+    return np.stack([[fig.axes[i * (1 + n_views) + 1 + j].get_images()[0].get_array() for j in range(n_views)]
+                     for i in range(n_images)])
+
+
+def _expected_views(augment, X, n_views, random_state):
+    """The views plot_augmentations must show: ``augment`` applied with its seeded generator."""
+    from sklearn.utils import check_random_state
+
+    x = torch.as_tensor(X / 16.0, dtype=torch.float32).view(-1, 1, 8, 8)
+    generator = torch.Generator().manual_seed(int(check_random_state(random_state).randint(2**31 - 1)))
+    views = torch.stack([augment(x, generator) for _ in range(n_views)], 1).clamp(0, 1)  # (n, views, 1, h, w)
+    return views[:, :, 0].numpy()
+
+
 def test_plot_augmentations_of_estimators_uses_their_augmentation(digits):
     X = digits[0][:2]
     unfitted = plot_augmentations(SimCLR(), X, n_views=3)  # its default recipe at the digits' size
     assert len(unfitted.axes) == 2 * 4
-    est = RotationSSL(max_epochs=1, batch_size=32, random_state=0).fit(digits[0][:64])
+    recipe = SimCLR()._default_augment((8, 8), 1)
+    np.testing.assert_allclose(_drawn_views(unfitted, 2, 3), _expected_views(recipe, X, 3, 0), atol=1e-6)
+    own = Augment(crop_scale=(0.5, 1.0), flip_p=0.0, degrees=30, jitter_p=0.0, grayscale_p=0.0)
+    est = RotationSSL(augment=own, max_epochs=1, batch_size=32, random_state=0).fit(digits[0][:64])
     fitted = plot_augmentations(est, X, n_views=2, random_state=1)
     assert len(fitted.axes) == 2 * 3
+    # The fitted estimator's augment_, not a default recipe: the same views, drawn the same way.
+    np.testing.assert_allclose(_drawn_views(fitted, 2, 2), _expected_views(est.augment_, X, 2, 1), atol=1e-6)
+    assert not np.allclose(_drawn_views(fitted, 2, 2), _expected_views(recipe, X, 2, 1), atol=1e-3)
     # Seeded: the same call draws the same views.
     again = plot_augmentations(est, X, n_views=2, random_state=1)
     np.testing.assert_array_equal(fitted.axes[1].get_images()[0].get_array(), again.axes[1].get_images()[0].get_array())

@@ -29,6 +29,8 @@ def test_sigkill_mid_training_then_refit_resumes_from_the_last_checkpoint(X, tmp
     # The child logs each epoch it starts and fits until it is killed.
     child = textwrap.dedent(f"""
         import numpy as np
+        import torch
+        torch.set_num_threads(1)  # as this process: the same arithmetic, so resuming can match exactly
         from skssl import RotationSSL
         class Logged(RotationSSL):
             def _before_epoch(self, images, epoch):
@@ -53,9 +55,20 @@ def test_sigkill_mid_training_then_refit_resumes_from_the_last_checkpoint(X, tmp
 
     resumed = RotationSSL(**params).fit(X)
     assert [h["epoch"] for h in resumed.history_] == list(range(1, 9))
+    # The killed run's records, timings included, open the history: a fit that
+    # ignored the checkpoint and trained from scratch would time its own epochs.
+    assert saved["history"] and resumed.history_[:len(saved["history"])] == saved["history"]
     # Resuming reproduces the uninterrupted fit exactly (same seed, CPU).
     uninterrupted = RotationSSL(**{**params, "checkpoint_dir": None}).fit(X)
     np.testing.assert_allclose(resumed.transform(X), uninterrupted.transform(X), rtol=1e-5, atol=1e-6)
+
+
+def test_the_data_key_depends_on_the_values_not_the_memory_layout(X):
+    from skssl import _checkpoint
+
+    assert not X.flags["C_CONTIGUOUS"]  # load_digits_images gives a view, as the SIGKILL test's parent fits
+    assert _checkpoint.data_key(X) == _checkpoint.data_key(np.ascontiguousarray(X)) == _checkpoint.data_key(np.asfortranarray(X))
+    assert _checkpoint.data_key(X) != _checkpoint.data_key(X[::-1])
 
 
 def test_checkpoint_with_other_parameters_is_refused(X, tmp_path):

@@ -46,14 +46,16 @@ def lab_to_rgb(lab):
     return rgb.clamp(0, 1)
 
 
-def colour_image_shape(image_shape, n_features, ndim, owner):
+def colour_image_shape(image_shape, n_features, ndim, owner, inferred=True):
     """Check that inputs are RGB; flat tabular rows are padded into the smallest RGB square.
 
     A flat row whose length is a square stays a one-channel image and is
-    refused, so flattened grayscale images are never misread as colour.
+    refused, so flattened grayscale images are never misread as colour. A
+    one-channel ``image_shape`` the user gave (``inferred=False``) is refused
+    too, never replaced by another shape.
     """
     h, w, c = image_shape
-    if ndim == 2 and h * w * c != n_features and c == 1:
+    if inferred and ndim == 2 and h * w * c != n_features and c == 1:
         side = math.isqrt(max(math.ceil(n_features / 3) - 1, 0)) + 1
         return (side, side, 3)
     if c != 3:
@@ -114,7 +116,8 @@ class ColorizationSSL(BaseSSL):
         ndim = np.asarray(X).ndim if isinstance(X, (list, tuple)) else getattr(X, "ndim", 2)
         X = super()._check_input(X, reset)
         if reset:
-            self.image_shape_ = colour_image_shape(self.image_shape_, self.n_features_in_, ndim, type(self).__name__)
+            self.image_shape_ = colour_image_shape(self.image_shape_, self.n_features_in_, ndim, type(self).__name__,
+                                                   inferred=self.image_shape is None)
             if hasattr(X, "image_shape"):  # a streamed source reads rows at the padded shape
                 X.image_shape = self.image_shape_
         return X

@@ -5,11 +5,14 @@ import math
 import pytest
 import torch
 
+from skssl.augment import Augment
 from skssl.contrastive import byol as byol_module
 from skssl.contrastive._momentum import cosine_momentum
 from skssl.contrastive.byol import BYOL, byol_loss
 from skssl.datasets import load_digits_images
 from skssl.evaluation import embedding_diagnostics
+
+from _untrained import fit_both, held_out_knn
 
 
 def test_byol_loss_hand_computed():
@@ -41,6 +44,9 @@ def test_byol_loss_rejects_mismatched_shapes():
 
 
 X_DIGITS, _ = load_digits_images(return_X_y=True)
+# Digits are not mirror-symmetric and 8 pixels wide: no flip, milder crops (as SimCLR's test).
+# With BYOL's own recipe (flip, 0.08-scale crops) its kNN stayed at the untrained one's (0.728, 0.735).
+DIGITS_AUGMENT = Augment(crop_scale=(0.3, 1.0), flip_p=0.0, degrees=15, saturation=0.0, grayscale_p=0.0)
 
 
 def test_momentum_follows_cosine_schedule_during_fit(monkeypatch):
@@ -79,13 +85,22 @@ def test_target_is_ema_of_online(base):
     assert moved
 
 
-def test_does_not_collapse_on_digits():
-    # The untrained backbone scores about 0.003 and 4 here; a collapsed one 0 and 1.
-    est = BYOL(max_epochs=10, batch_size=64, random_state=0).fit(X_DIGITS[:256])
-    d = embedding_diagnostics(est.transform(X_DIGITS[:256]))
+def test_learns_without_collapsing_on_digits():
+    # Against the same fit with no optimiser step (BatchNorm statistics still updated), so it
+    # holds whatever BYOL's recipe. Measured: loss 3.67 -> 1.70 (untrained 4.26 -> 4.25), kNN
+    # 0.754 against 0.698, std_normalized 0.041 against 0.047, effective rank 41 against 76.
+    X, y = load_digits_images(return_X_y=True)
+    make = lambda: BYOL(max_epochs=10, batch_size=64, augment=DIGITS_AUGMENT, random_state=0)  # noqa: E731
+    trained, untrained = fit_both(make, X[:256])
+    losses = [h["loss"] for h in trained.history_]
+    untrained_drop = untrained.history_[0]["loss"] - untrained.history_[-1]["loss"]
+    assert losses[0] - losses[-1] > 0.5 + untrained_drop
+    d, d0 = (embedding_diagnostics(est.transform(X[:256])) for est in (trained, untrained))
     assert not d["has_nonfinite"]
-    assert d["std_normalized"] > 0.01
-    assert d["effective_rank"] > 10
+    # a collapsed embedding has std 0 and rank 1
+    assert d["std_normalized"] > 0.5 * d0["std_normalized"] and d["effective_rank"] > 0.25 * d0["effective_rank"]
+    knn, knn0 = (held_out_knn(est, X[:256], y[:256], X[1000:], y[1000:]) for est in (trained, untrained))
+    assert knn > knn0 + 0.02, (knn, knn0)
 
 
 def test_warm_start_keeps_the_target_network():

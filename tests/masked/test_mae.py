@@ -8,7 +8,7 @@ from skssl import MAE
 from skssl._vit import VisionTransformer, patchify
 from skssl.augment import Augment
 from skssl.datasets import load_digits_images
-from skssl.masked.mae import masked_patch_loss, normalize_patches, random_masking
+from skssl.masked.mae import MAEDecoder, masked_patch_loss, normalize_patches, random_masking
 
 
 def tiny_vit():
@@ -34,7 +34,9 @@ def test_every_image_hides_exactly_the_same_number_of_patches(t, ratio, hidden):
     assert keep.shape == (64, t - hidden)
     assert not torch.gather(mask, 1, keep).any()  # the kept patches are exactly the visible ones
     assert len({tuple(m.tolist()) for m in mask}) > 60  # drawn per image
-    assert torch.equal(torch.arange(t).expand(64, t).gather(1, restore.argsort(1)).sort(1).values, torch.arange(t).expand(64, t))
+    # restore sends the j-th visible token to grid position keep[:, j], the hidden ones elsewhere
+    assert torch.equal(torch.gather(restore, 1, keep), torch.arange(t - hidden).expand(64, -1))
+    assert (torch.gather(restore, 1, mask.nonzero()[:, 1].view(64, hidden)) >= t - hidden).all()
 
 
 def test_masking_follows_the_generator_and_never_hides_everything():
@@ -55,6 +57,30 @@ def test_no_visible_patch_reaches_the_loss():
     scrambled = torch.where(mask[..., None], pred, torch.randn_like(pred)).detach()
     messed_target = torch.where(mask[..., None], target, 100 * torch.randn_like(target))
     assert masked_patch_loss(scrambled, messed_target, mask).item() == pytest.approx(loss.item())
+
+
+def test_the_decoder_puts_each_encoded_patch_back_at_its_grid_position():
+    # Differences of the decoder blocks' input cancel the position embeddings: changing the
+    # encoder's latents moves exactly the visible grid positions, changing the mask token the hidden ones.
+    g = torch.Generator().manual_seed(0)
+    n, t, dim = 3, 16, 16
+    keep, restore, mask = random_masking(n, t, 0.75, g, "cpu")
+    decoder = MAEDecoder(encoder_dim=8, patch_dim=4, dim=dim, depth=1, num_heads=2)
+    seen = []
+    decoder.blocks.register_forward_pre_hook(lambda module, args: seen.append(args[0].detach()))
+    a, b = (torch.randn(n, 1 + keep.shape[1], 8, generator=g) for _ in range(2))
+    with torch.no_grad():
+        decoder(a, restore, (4, 4))
+        decoder(b, restore, (4, 4))
+        moved = (a - b) @ decoder.embed.weight.T
+        decoder.mask_token += 1.0
+        decoder(a, restore, (4, 4))
+    expected = torch.zeros(n, t, dim).scatter(1, keep[..., None].expand(-1, -1, dim), moved[:, 1:])
+    torch.testing.assert_close(seen[0][:, 1:] - seen[1][:, 1:], expected)
+    torch.testing.assert_close(seen[0][:, 0] - seen[1][:, 0], moved[:, 0])  # the class token stays first
+    token_moved = seen[2] - seen[0]
+    torch.testing.assert_close(token_moved[:, 1:], mask[..., None].float().expand(-1, -1, dim))
+    assert (token_moved[:, 0] == 0).all()
 
 
 def test_norm_pix_targets_have_zero_mean_and_unit_variance_per_patch():

@@ -11,6 +11,8 @@ from skssl.backbones import BACKBONES, build_backbone
 from skssl.datasets import load_digits_images
 from skssl.pretext.inpainting import InpaintingSSL
 
+from _untrained import fit_both
+
 
 def tiny_vit(channels=1, **kwargs):
     return VisionTransformer(channels, patch_size=2, embed_dim=32, depth=2, num_heads=2, **kwargs)
@@ -77,9 +79,14 @@ def test_non_vit_backbones_are_refused_by_name():
 @pytest.mark.parametrize("cls", [RotationSSL, SimCLR, InpaintingSSL, JigsawSSL], ids=lambda c: c.__name__)
 def test_other_methods_train_a_vit(cls):
     X, _ = load_digits_images(return_X_y=True)
-    est = cls(backbone=tiny_vit(), max_epochs=1, batch_size=16, random_state=0).fit(X[:32])
+    make = lambda: cls(backbone=tiny_vit(), max_epochs=1, batch_size=16, random_state=0)  # noqa: E731
+    est, untrained = fit_both(make, X[:32])
     Z = est.transform(X[:8])
     assert Z.shape == (8, 32) and np.isfinite(Z).all()
+    # The ViT itself trains: its weights left those of the same fit without optimiser steps.
+    pairs = list(zip(est.backbone_.parameters(), untrained.backbone_.parameters()))
+    moved = [not torch.equal(a, b) for a, b in pairs]
+    assert sum(moved) > 0.9 * len(pairs), f"{sum(moved)} of {len(pairs)} ViT tensors changed"
 
 
 def test_an_int_image_size_is_accepted_as_a_square():

@@ -59,3 +59,12 @@ def test_same_seed_same_embedding_and_grayscale_backbone():
     b = ColorizationSSL(max_epochs=1, batch_size=16, random_state=3).fit(X)
     np.testing.assert_array_equal(a.transform(X), b.transform(X))
     assert a.backbone_.stages[0][0].in_channels == 1
+
+
+def test_a_one_channel_image_shape_given_for_padded_rows_is_refused_not_replaced():
+    # Rows of 5 features read as (2, 3) gray images (padded): colour cannot be learned from
+    # them, and silently reading them as a 2x2 RGB image instead would ignore the user's shape.
+    X = np.random.default_rng(0).random((8, 5))
+    with pytest.raises(ValueError, match="colour images"):
+        ColorizationSSL(image_shape=(2, 3), max_epochs=1, batch_size=4).fit(X)
+    assert ColorizationSSL(max_epochs=1, batch_size=4, random_state=0).fit(X).image_shape_ == (2, 2, 3)  # inferred

@@ -9,15 +9,24 @@ from skssl.pretext.split_brain import SplitBrainSSL
 
 from skssl.pretext.colorization import lab_to_rgb
 
+from _untrained import fit_both
+
 
 def _striped(n, seed=0):
-    """Four stripe patterns in L, each with its own constant ab: colour is predictable from L's pattern."""
+    """Four block patterns in L, each in two phases; the pair (pattern, phase) has its own constant ab.
+
+    Each half then predicts the other: L's pattern gives the colour, and the
+    colour gives the pattern and its phase (its saturation is the phase).
+    Coarse blocks, not one-pixel stripes: from a constant colour the 8x8
+    decoder learns blocks in a few epochs but not stripes (B's error stayed
+    at 0.90-0.96 of the mean predictor's at 5-10 epochs).
+    """
     rng = np.random.default_rng(seed)
     kind, phase = rng.integers(0, 4, n), rng.integers(0, 2, n)
     i, j = np.mgrid[:8, :8]
-    patterns = np.stack([i % 2, j % 2, (i + j) % 2, (i // 2 + j // 2) % 2])
+    patterns = np.stack([i < 4, j < 4, (i < 4) ^ (j < 4), (abs(i - 3.5) < 2) & (abs(j - 3.5) < 2)]).astype(int)
     lightness = 40.0 + 30.0 * (patterns[kind] ^ phase[:, None, None])
-    ab = np.array([[30, 30], [-30, 30], [-30, -30], [30, -30]], float)[kind]
+    ab = np.array([[30, 30], [-30, 30], [-30, -30], [30, -30]], float)[kind] * (1.0 - 0.5 * phase[:, None])
     lab = np.concatenate([lightness[:, None], np.broadcast_to(ab[:, :, None, None], (n, 2, 8, 8))], 1)
     return lab_to_rgb(torch.tensor(lab, dtype=torch.float32)).permute(0, 2, 3, 1).numpy()
 
@@ -59,11 +68,13 @@ def test_bad_split_raises():
 
 def test_cross_prediction_beats_the_mean_on_held_out_images():
     X = _striped(300)
-    est = SplitBrainSSL(max_epochs=5, batch_size=32, random_state=0).fit(X[:200])
-    error_a, error_b = est.pretext_score(X[200:])
-    # ab is a function of the stripe pattern in L; the stripes' phase is not predictable from ab.
-    assert error_a < 0.2
-    assert error_b < 1.2
+    make = lambda: SplitBrainSSL(max_epochs=5, batch_size=32, random_state=0)  # noqa: E731
+    trained, untrained = fit_both(make, X[:200])
+    error_a, error_b = trained.pretext_score(X[200:])
+    # Predicting the training mean scores about 1 for each half. Measured: A 0.07, B 0.53;
+    # the same fit untrained scores 1.2 and 1.0.
+    assert error_a < 0.2 and error_b < 0.75
+    assert min(untrained.pretext_score(X[200:])) > 0.9
 
 
 def test_spatial_split_on_digits_beats_the_mean():
