@@ -111,7 +111,7 @@ def other_table(name, result):
         if key in ("machine", "torch"):
             continue
         if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
-            columns = list(value[0])
+            columns = list(dict.fromkeys(c for row in value for c in row))  # rows may lack some figures
             tables += ["", f"| {' | '.join(columns)} |", "|---" * len(columns) + "|"]
             tables += [f"| {' | '.join(str(row.get(c, '')) for c in columns)} |" for row in value]
             continue

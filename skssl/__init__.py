@@ -22,6 +22,7 @@ from .pretext import (
     SplitBrainSSL,
     SuperResolutionSSL,
 )
+from .video import FrameOrderSSL, PredictiveCodingSSL, TemporalClassificationSSL, TemporalContrastiveSSL
 
 __version__ = "0.2.0"
 
@@ -31,6 +32,7 @@ ESTIMATORS = (
     SuperResolutionSSL, DenoisingAutoencoderSSL, DeepClusterSSL, GANSSL,
     InstanceDiscriminationSSL, PIRL, SimCLR, MoCo, BYOL, SimSiam, BarlowTwins, VICReg,
     BEiT, MAE,
+    FrameOrderSSL, TemporalContrastiveSSL, TemporalClassificationSSL, PredictiveCodingSSL,
 )
 
 __all__ = [

@@ -101,6 +101,10 @@ def resolve_image_shape(image_shape, n_features, owner):
 def to_image_tensor(X, image_shape, scale):
     """Flat rows -> ``(n, c, h, w)`` tensor in the unit range.
 
+    ``image_shape`` is ``(h, w, c)``, or ``(t, h, w, c)`` for clips, which
+    become ``(n, t, c, h, w)`` tensors: video adds a leading time axis and
+    nothing else changes.
+
     uint8 input with the uint8 scale ``(0, 255)`` stays uint8 (a quarter of
     the memory, scaled per batch by :func:`unit_range`); anything else is
     mapped to [0, 1] with the fitted ``scale = (low, high)``, so the same
@@ -109,15 +113,16 @@ def to_image_tensor(X, image_shape, scale):
     cannot overflow float32 in the network. Rows shorter than the image are
     zero-padded.
     """
-    h, w, c = image_shape
     n, f = X.shape
+    size = math.prod(image_shape)
     if X.dtype == np.uint8 and tuple(scale) == (0.0, 255.0):
         t = torch.from_numpy(np.ascontiguousarray(X))
     else:
         t = torch.from_numpy(_scale(np.asarray(X, dtype=np.float64), *scale))
-    if f < h * w * c:
-        t = F.pad(t, (0, h * w * c - f))
-    return t.reshape(n, h, w, c).permute(0, 3, 1, 2).contiguous()
+    if f < size:
+        t = F.pad(t, (0, size - f))
+    # Clips (t, h, w, c) keep their time axis in front: (n, t, c, h, w).
+    return t.reshape(n, *image_shape).movedim(-1, -3).contiguous()
 
 
 def _scale(X, low, high):
@@ -167,3 +172,63 @@ def resize_to(x, min_size):
         return x
     size = (max(h, min_size), max(w, min_size))
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+
+
+def as_thwc(video_shape):
+    """``video_shape`` as ``(t, h, w, c)``: ``(t, h, w)`` is one channel."""
+    try:
+        t, *frame = tuple(video_shape)
+        shape = _as_hwc(frame)
+    except (TypeError, ValueError):
+        shape = None
+    if shape is None or isinstance(t, (bool, np.bool_)) or not isinstance(t, Integral) or t < 1:
+        raise ValueError(
+            f"video_shape must be (t, h, w) or (t, h, w, c) with positive integer sizes; got {video_shape!r}."
+        )
+    return (int(t), *shape)
+
+
+def resolve_video_shape(video_shape, n_features, n_frames, owner):
+    """The ``(t, h, w, c)`` that rows of ``n_features`` values are read as.
+
+    ``None`` reads a row as ``n_frames`` frames of equal length, each frame as
+    :func:`infer_image_shape` reads an image row (zero-padding included); an
+    explicit ``video_shape`` must hold exactly the row.
+    """
+    if video_shape is None:
+        frame = infer_image_shape(-(-n_features // n_frames))
+        return (n_frames, *frame)
+    shape = as_thwc(video_shape)
+    if math.prod(shape) != n_features:
+        raise ValueError(
+            f"{owner}: video_shape={tuple(video_shape)} holds {math.prod(shape)} values per clip "
+            f"but X has {n_features} features per sample."
+        )
+    return shape
+
+
+def clip_shape(shape, video_shape, owner):
+    """``(t, h, w, c)`` of the clips in an array of shape ``(n, ...)``; None for 2-D rows.
+
+    A 4-D array is read as one-channel clips ``(n, t, h, w)`` unless its last
+    axis looks like channels (1, 3 or 4 next to a larger image): then it is a
+    stack of images, which a video method cannot learn time from.
+    """
+    ndim = len(shape)
+    if ndim <= 2:  # rows (or 1-D input, which validation rejects with scikit-learn's message)
+        return None
+    if ndim == 4 and shape[3] in (1, 3, 4) and shape[2] > 4:
+        raise ValueError(
+            f"{owner} learns from clips, but X of shape {tuple(shape)} looks like a 4-D array of images "
+            f"(n, h, w, c). Pass clips as (n, t, h, w) or (n, t, h, w, c), or 2-D rows with video_shape."
+        )
+    if ndim not in (4, 5):
+        raise ValueError(
+            f"{owner} expects clips of shape (n, t, h, w) or (n, t, h, w, c), or 2-D rows with video_shape; "
+            f"got {ndim}-D input of shape {tuple(shape)}."
+        )
+    found = tuple(int(s) for s in shape[1:]) + ((1,) if ndim == 4 else ())
+    if video_shape is not None and as_thwc(video_shape) != found:
+        raise ValueError(f"{owner}: video_shape={tuple(video_shape)} does not match the clips in X, "
+                         f"{found} (t, h, w, c).")
+    return found

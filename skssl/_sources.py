@@ -41,7 +41,8 @@ class TensorSource:
 
     def __init__(self, images):
         self.images = images
-        self.image_shape = (images.shape[2], images.shape[3], images.shape[1])
+        # (h, w, c), or (t, h, w, c) for clips stored as (n, t, c, h, w)
+        self.image_shape = (*images.shape[1:-3], images.shape[-2], images.shape[-1], images.shape[-3])
 
     @property
     def shape(self):

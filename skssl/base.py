@@ -394,8 +394,13 @@ class BaseSSL(ClassNamePrefixFeaturesOutMixin, TransformerMixin, TrainingLoop, B
             raise ValueError(f"image_size must be a positive int or (h, w); got {self.image_size!r}.")
         return tuple(int(s) for s in size)
 
+    @property
+    def _sample_shape(self):
+        """Shape of one stored sample: ``image_shape_``; video methods add a time axis in front."""
+        return self.image_shape_
+
     def _images(self, X):
-        return to_image_tensor(X, self.image_shape_, self.scale_)
+        return to_image_tensor(X, self._sample_shape, self.scale_)
 
     def _source(self, X):
         """The source of validated input: one tensor for arrays in memory, else X itself."""
@@ -405,7 +410,13 @@ class BaseSSL(ClassNamePrefixFeaturesOutMixin, TransformerMixin, TrainingLoop, B
         return X
 
     def _prepare(self, batch, device):
-        """A stored batch -> unit-range float images on ``device`` at working size."""
+        """A stored batch -> unit-range float images on ``device`` at working size.
+
+        Clips ``(b, t, c, h, w)`` are prepared frame by frame and keep their time axis.
+        """
+        if batch.ndim > 4:
+            x = self._prepare(batch.flatten(0, batch.ndim - 4), device)
+            return x.contiguous().unflatten(0, batch.shape[:-3])
         x = unit_range(batch.to(device, non_blocking=True))
         if self.image_size is not None and tuple(x.shape[-2:]) != self._image_size():
             x = F.interpolate(x, size=self._image_size(), mode="bilinear", align_corners=False,
@@ -422,6 +433,7 @@ class BaseSSL(ClassNamePrefixFeaturesOutMixin, TransformerMixin, TrainingLoop, B
     # ------------------------------------------------------------- training
     def _initialise(self, images):
         """Fit the input statistics and build fresh networks."""
+        images = images.flatten(0, images.ndim - 4)  # the frames of clips count as images
         c = self.image_shape_[2]
         sums = torch.zeros(c, dtype=torch.float64)
         squares = torch.zeros(c, dtype=torch.float64)
@@ -540,8 +552,7 @@ class BaseSSL(ClassNamePrefixFeaturesOutMixin, TransformerMixin, TrainingLoop, B
         """Images the input statistics are computed on: all of them in memory, a seeded sample otherwise."""
         if not source.streaming:
             return source.images
-        h, w, c = source.image_shape
-        budget = max(64, (256 << 20) // (h * w * c * 4))  # at most ~256 MB as float32
+        budget = max(64, (256 << 20) // (math.prod(source.image_shape) * 4))  # at most ~256 MB as float32
         return source.batch(torch.from_numpy(sample_index(len(source), min(STATS_SAMPLE, budget))))
 
     def _fit_scale(self, source):

@@ -449,3 +449,5 @@ def _check_value_range(value_range):
     if not (np.isfinite(low) and np.isfinite(high) and low < high):
         raise ValueError(f"value_range must be two finite numbers with low < high; got {value_range!r}.")
     return (low, high)
+
+from .video._data import make_moving_images  # noqa: E402,F401  (video data lives with the video methods)

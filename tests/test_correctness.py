@@ -13,7 +13,8 @@ from skssl.contrastive._memory import MemoryBank
 from skssl.contrastive.moco import info_nce
 from skssl.contrastive.simsiam import simsiam_loss
 from skssl.contrastive.vicreg import vicreg_loss
-from skssl.datasets import load_digits_images
+from skssl.datasets import load_digits_images, make_moving_images
+from skssl.video import VideoSSL
 from skssl.losses import nt_xent
 from skssl.pretext.rotation import RotationSSL
 
@@ -29,6 +30,8 @@ def X():
 def test_every_estimator_refits_from_its_own_checkpoint(cls, X, tmp_path):
     """A finished fit re-run with the same checkpoint_dir resumes (and ends) from its checkpoint."""
     data = np.random.default_rng(0).random((48, 8, 8, 3)) if cls.__name__ == "ColorizationSSL" else X
+    if issubclass(cls, VideoSSL):  # clips of the digits moving
+        data = make_moving_images(48, 6, 8, object_size=4, random_state=0).clips
     params = dict(max_epochs=1, batch_size=16, random_state=0, checkpoint_dir=str(tmp_path), **SMALL_HEADS.get(cls.__name__, {}))
     first = cls(**params).fit(data)
     again = cls(**params).fit(data)  # loads the checkpoint: nothing left to train

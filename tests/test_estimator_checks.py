@@ -23,6 +23,11 @@ SMALL_HEADS = {
     "BEiT": dict(backbone=VisionTransformer(patch_size=2, embed_dim=16, depth=1, num_heads=2), n_tokens=8, tokenizer_epochs=1),
     "MAE": dict(backbone=VisionTransformer(patch_size=2, embed_dim=16, depth=1, num_heads=2), decoder_dim=16,
                 decoder_depth=1, decoder_heads=2),
+    # Video: 2-D rows read as the few frames each method needs (video_shape=None).
+    "FrameOrderSSL": dict(n_frames=4),
+    "TemporalContrastiveSSL": dict(max_offset=1, projection_dim=8),
+    "TemporalClassificationSSL": dict(n_segments=2, n_frames=1),
+    "PredictiveCodingSSL": dict(n_frames=3, n_predict=1, latent_dim=8),
 }
 ESTIMATORS = [cls(**TINY, **SMALL_HEADS.get(cls.__name__, {})) for cls in skssl.ESTIMATORS]
 ESTIMATORS += [

@@ -36,6 +36,9 @@ EXTRA_PARAMS = {"SimCLR": {"projection_dim": 16}}
 REFUSES_BY_DESIGN = {
     "ColorizationSSL": (r"colou?r|RGB|3 channels|channel",
                         "predicts colour from lightness, so it needs 3-channel images and refuses the others"),
+    # Video methods learn from time: 2-D rows are read as frames, image arrays and image_shape are refused.
+    **{name: (r"clips", "learns from clips (n, t, h, w[, c]); image arrays and image_shape are refused by name")
+       for name in ("FrameOrderSSL", "TemporalContrastiveSSL", "TemporalClassificationSSL", "PredictiveCodingSSL")},
 }
 TINY = dict(max_epochs=1, batch_size=8, random_state=0)
 

@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 import skssl
-from skssl.datasets import load_digits_images
+from skssl.datasets import load_digits_images, make_moving_images
+from skssl.video import VideoSSL
 
 from _untrained import fit_both
 from test_estimator_checks import SMALL_HEADS
@@ -50,6 +51,8 @@ def digits():
 @pytest.mark.parametrize("cls", [c for c in skssl.ESTIMATORS if c.__name__ not in NOT_BY_LOSS], ids=lambda c: c.__name__)
 def test_optimiser_steps_lower_the_loss_below_the_same_fit_untrained(cls, digits):
     X = digits[1] if cls.__name__ == "ColorizationSSL" else digits[0]
+    if issubclass(cls, VideoSSL):  # clips of the digits moving
+        X = make_moving_images(96, 6, 8, object_size=4, random_state=0).clips
     params = dict(max_epochs=EPOCHS.get(cls.__name__, 4), batch_size=32, random_state=0, **SMALL_HEADS.get(cls.__name__, {}))
     trained, untrained = fit_both(lambda: cls(**params), X)
     loss, untrained_loss = trained.history_[-1]["loss"], untrained.history_[-1]["loss"]

@@ -1,0 +1,131 @@
+"""Video methods on generated clips: pretext scores, what a linear probe reads, and speed.
+
+Clips from :func:`skssl.datasets.make_moving_images` (digits moving over a
+32 px canvas, one object, 8 directions, 2 speeds). Every method pretrains
+on the first ``--train`` clips without labels; the last ``--test`` clips are
+held out. Reported per method:
+
+- its pretext score on held-out clips where it has one (frame order:
+  accuracy, chance 0.5; predictive coding: top-1 retrieval of the next
+  frame's latent among 64 clips, chance 1/64);
+- linear probes (StandardScaler + LogisticRegression, trained on the
+  training clips' labels, tested on the held-out clips) for the direction
+  of motion (8 classes) and the object class (10 digits), on video
+  embeddings pooled with ``pooling="mean+diff"``;
+- fit seconds and clips per second of training.
+
+Baselines: SimCLR trained on single frames (two per training clip) and an
+untrained backbone (RandomInit), their frame embeddings pooled the same way.
+Every network is the same small CNN (width 16), built from one seed.
+
+    python benchmarks/video.py                     # writes results/video_cpu.json
+    python benchmarks/report.py                    # adds it to docs/benchmarks.md
+"""
+
+import argparse
+import json
+import os
+import platform
+import time
+
+import numpy as np
+import torch
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+import skssl
+from skssl.backbones import SmallCNN
+from skssl.baselines import RandomInit
+from skssl.datasets import make_moving_images
+
+RESULTS = os.path.join(os.path.dirname(__file__), "results")
+
+
+def backbone(width):
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        return SmallCNN(in_channels=1, width=width)
+
+
+def pool(frames):
+    """mean+diff pooling of (n, t, d) frame embeddings, as VideoSSL's transform does."""
+    return np.concatenate([frames.mean(1), np.diff(frames, axis=1).mean(1)], 1)
+
+
+def probe(Z_train, y_train, Z_test, y_test):
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=3000))
+    return round(float(model.fit(Z_train, y_train).score(Z_test, y_test)), 3)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--train", type=int, default=1500)
+    parser.add_argument("--test", type=int, default=500)
+    parser.add_argument("--frames", type=int, default=12)
+    parser.add_argument("--size", type=int, default=32)
+    parser.add_argument("--width", type=int, default=16, help="small CNN width")
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--methods", nargs="*", default=None)
+    parser.add_argument("--out", default="video_cpu")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    data = make_moving_images(args.train + args.test, args.frames, args.size, random_state=0)
+    clips, train, test = data.clips, slice(0, args.train), slice(args.train, None)
+    common = dict(max_epochs=args.epochs, random_state=0)
+    video = {
+        "FrameOrderSSL": lambda: skssl.FrameOrderSSL(n_frames=8, **common),
+        "TemporalContrastiveSSL": lambda: skssl.TemporalContrastiveSSL(max_offset=3, **common),
+        "TemporalClassificationSSL": lambda: skssl.TemporalClassificationSSL(n_segments=4, n_frames=2, **common),
+        "PredictiveCodingSSL": lambda: skssl.PredictiveCodingSSL(n_frames=8, n_predict=3, **common),
+    }
+    names = args.methods or ["RandomInit", "SimCLR (frames)", *video]
+    path = os.path.join(RESULTS, f"{args.out}.json")
+    result = {
+        "machine": f"{platform.machine()}, {args.threads} torch thread(s), shared 2-core machine",
+        "torch": torch.__version__,
+        "setup": (f"make_moving_images(digits): {args.train} training and {args.test} held-out clips of "
+                  f"{args.frames} frames, {args.size}x{args.size} px; small CNN width {args.width}; "
+                  f"{args.epochs} epochs, default batch sizes; probes on mean+diff pooled embeddings; "
+                  f"chance: direction 0.125, class 0.1, frame order 0.5, next-latent retrieval 1/64"),
+        "rows": [],
+    }
+    if args.methods and os.path.exists(path):
+        with open(path) as f:
+            result["rows"] = [r for r in json.load(f)["rows"] if r["method"] not in names]
+    for name in names:
+        start = time.perf_counter()
+        row = {"method": name}
+        if name == "RandomInit":
+            model = RandomInit(backbone=backbone(args.width), random_state=0)
+            model.fit(clips[train, 0])
+            frames_of = lambda X: model.transform(X.reshape(-1, *X.shape[2:])).reshape(len(X), X.shape[1], -1)
+            fit_s = time.perf_counter() - start
+        elif name == "SimCLR (frames)":
+            rng = np.random.default_rng(0)
+            picked = clips[train][np.arange(args.train)[:, None], rng.integers(0, args.frames, (args.train, 2))]
+            model = skssl.SimCLR(backbone=backbone(args.width), **common).fit(picked.reshape(-1, args.size, args.size))
+            fit_s = time.perf_counter() - start
+            frames_of = lambda X: model.transform(X.reshape(-1, *X.shape[2:])).reshape(len(X), X.shape[1], -1)
+        else:
+            model = video[name]().set_params(backbone=backbone(args.width)).fit(clips[train])
+            fit_s = time.perf_counter() - start
+            frames_of = model.transform_frames
+            row["clips_per_s"] = round(args.train * args.epochs / fit_s, 1)
+            if hasattr(model, "pretext_score"):
+                row["pretext_held_out"] = round(model.pretext_score(clips[test]), 3)
+        Z_train, Z_test = pool(frames_of(clips[train])), pool(frames_of(clips[test]))
+        row["direction"] = probe(Z_train, data.direction[train], Z_test, data.direction[test])
+        row["class"] = probe(Z_train, data.target[train], Z_test, data.target[test])
+        row["fit_s"] = round(fit_s, 1)
+        result["rows"].append(row)
+        print(row, flush=True)
+        os.makedirs(RESULTS, exist_ok=True)
+        with open(path, "w") as f:
+            json.dump(result, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
