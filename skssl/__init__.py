@@ -2,7 +2,7 @@
 
 from .base import BaseSSL
 from .baselines import RandomInit
-from .contrastive import BYOL, PIRL, BarlowTwins, InstanceDiscriminationSSL, MoCo, SimCLR, SimSiam, VICReg
+from .contrastive import BYOL, DINO, PIRL, BarlowTwins, InstanceDiscriminationSSL, MoCo, SimCLR, SimSiam, SwAV, VICReg
 from .datasets import load_digits_images, load_fashion_mnist
 from .diagnostics import (alignment_uniformity, compare_pretexts, implicit_dimensionality, pretext_generalization,
                           random_label_baseline)
@@ -29,7 +29,7 @@ ESTIMATORS = (
     RotationSSL, JigsawSSL, RelativePositionSSL, ColorizationSSL, SplitBrainSSL, InpaintingSSL,
     SuperResolutionSSL, DenoisingAutoencoderSSL, DeepClusterSSL, GANSSL,
     InstanceDiscriminationSSL, PIRL, SimCLR, MoCo, BYOL, SimSiam, BarlowTwins, VICReg,
-    BEiT, MAE,
+    BEiT, MAE, SwAV, DINO,
 )
 
 __all__ = [
