@@ -46,7 +46,7 @@ RESULTS = os.path.join(os.path.dirname(__file__), "results")
 def methods(names):
     chosen = [cls for cls in skssl.ESTIMATORS if not names or cls.__name__ in names]
     baselines = [("RandomInit", RandomInit)]
-    if {cls.__name__ for cls in chosen} & {"MAE", "BEiT"}:  # their backbone is a ViT: its own untrained floor
+    if {cls.__name__ for cls in chosen} & {"MAE", "BEiT", "DINO"}:  # a ViT backbone (DINO's from 28 px): its own untrained floor
         baselines.append(("RandomInit (vit_tiny)", lambda **params: RandomInit(backbone="vit_tiny", **params)))
     return baselines + [(cls.__name__, cls) for cls in chosen]
 

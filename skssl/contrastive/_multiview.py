@@ -148,9 +148,14 @@ MultiViewSSL.__doc__ = MultiViewSSL.__doc__.replace("    {view_parameters}\n", "
 MULTI_CROP_DOC = """n_global_crops : int, default=2
         Large views per image, at the working size (``image_size``), with crop
         area fractions in ``global_crop_scale``.
-    n_local_crops : int
+    n_local_crops : int or "auto", default="auto"
         Small views per image, at ``local_crop_size``, with crop area
         fractions in ``local_crop_scale``; 0 trains on the global crops alone.
+        ``"auto"``: the papers' 6 from a working size of 28 pixels (local
+        crops of 12 pixels or more), none below, where a local crop is a few
+        pixels of the object: on the 8-px digits with 6 local crops of 4 px,
+        SwAV's and DINO's losses reached log K (the uniform collapse) within
+        10 of 30 epochs.
     global_crop_scale, local_crop_scale : tuple (low, high)
         Crop area as a fraction of the image, for the global and the local
         crops; they replace the ``crop_scale`` of ``augment`` and
@@ -185,12 +190,12 @@ class MultiCropSSL(MultiViewSSL):
     {multi_crop_parameters}
     """
 
-    _params = {"n_global_crops": 2, "n_local_crops": 6, "global_crop_scale": (0.4, 1.0),
+    _params = {"n_global_crops": 2, "n_local_crops": "auto", "global_crop_scale": (0.4, 1.0),
                "local_crop_scale": (0.05, 0.4), "local_crop_size": None, "local_augment": None}
     _parameter_constraints = {
         **MultiViewSSL._parameter_constraints,
         "n_global_crops": [Interval(Integral, 2, None, closed="left")],
-        "n_local_crops": [Interval(Integral, 0, None, closed="left")],
+        "n_local_crops": [Interval(Integral, 0, None, closed="left"), StrOptions({"auto"})],
         "global_crop_scale": [tuple],
         "local_crop_scale": [tuple],
         "local_crop_size": [Interval(Integral, 1, None, closed="left"), tuple, None],
@@ -226,6 +231,14 @@ class MultiCropSSL(MultiViewSSL):
         self.local_augment_ = replace(self.local_augment or self._default_local_augment(size, channels),
                                       crop_scale=self.local_crop_scale)
 
+    # "auto": local crops from this working size on.
+    _local_crops_from = 28
+
+    def _n_local(self):
+        if self.n_local_crops != "auto":
+            return int(self.n_local_crops)
+        return 6 if min(self._working_size()) >= self._local_crops_from else 0
+
     def _local_size(self):
         if self.local_crop_size is not None:
             size = self.local_crop_size
@@ -242,9 +255,9 @@ class MultiCropSSL(MultiViewSSL):
         crop = {} if boxes is None else {"boxes": boxes, "center_alpha": self.crop_alpha}
         globals_ = torch.cat([self._augment(x, augments[i % len(augments)], **crop)
                               for i in range(self.n_global_crops)])
-        if not self.n_local_crops:
+        k = self._n_local()
+        if not k:
             return globals_, None
-        k = self.n_local_crops
         if boxes is not None:
             crop["boxes"] = boxes.repeat(k, 1)
         # All local crops of the batch in one call: one warp straight to the small size.

@@ -64,10 +64,11 @@ class DINO(MultiCropSSL):
 
     Default augmentation (facebookresearch/dino, ``DataAugmentationDINO``):
     two global crops of scale 0.4-1 (BYOL's pair: Gaussian blur p=1.0 on the
-    first, blur p=0.1 and solarization p=0.2 on the second) and six local
-    crops of scale 0.05-0.4 at 96/224 of the working size (blur p=0.5); all
-    get a flip, colour jitter (0.4, 0.4, 0.2, 0.1) with p=0.8 and grayscale
-    p=0.2 (RGB only); blur only above 32 pixels.
+    first, blur p=0.1 and solarization p=0.2 on the second) and
+    (``n_local_crops="auto"``, from 28 pixels) six local crops of scale
+    0.05-0.4 at 96/224 of the working size (blur p=0.5); all get a flip,
+    colour jitter (0.4, 0.4, 0.2, 0.1) with p=0.8 and grayscale p=0.2 (RGB
+    only); blur only above 32 pixels.
 
     Parameters
     ----------
@@ -178,7 +179,7 @@ class DINO(MultiCropSSL):
         globals_, locals_ = self._multi_crop_views(x)
         freeze = len(self.history_) < 1
         student = [nets["head"](self._encode(c), freeze) for c in (globals_, locals_) if c is not None]
-        student = torch.cat(student).chunk(self.n_global_crops + self.n_local_crops)
+        student = torch.cat(student).chunk(self.n_global_crops + self._n_local())
         with torch.no_grad():
             teacher = nets["teacher_head"](nets["teacher_backbone"](self._standardize(globals_)))
         center = nets["center"].center

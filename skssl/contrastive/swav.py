@@ -48,10 +48,10 @@ class SwAV(MultiCropSSL):
     and frozen for the first ``freeze_prototypes_epochs`` epochs.
 
     Default augmentation (facebookresearch/swav, ``main_swav.py``): two global
-    crops of scale 0.14-1 and six local crops of scale 0.05-0.14 at 96/224
-    of the working size; flip, colour jitter (0.8, 0.8, 0.8, 0.2) with p=0.8,
-    grayscale p=0.2 (RGB only) and Gaussian blur p=0.5 above 32 pixels, on
-    every crop.
+    crops of scale 0.14-1 and (``n_local_crops="auto"``, from 28 pixels) six
+    local crops of scale 0.05-0.14 at 96/224 of the working size; flip,
+    colour jitter (0.8, 0.8, 0.8, 0.2) with p=0.8, grayscale p=0.2 (RGB
+    only) and Gaussian blur p=0.5 above 32 pixels, on every crop.
 
     Parameters
     ----------
@@ -140,7 +140,7 @@ class SwAV(MultiCropSSL):
         weight = nets["prototypes"].weight
         if len(self.history_) < self.freeze_prototypes_epochs:
             weight = weight.detach()  # no gradient: AdamW skips the prototypes (and their decay)
-        scores = torch.cat([F.linear(zi, weight) for zi in z]).chunk(self.n_global_crops + self.n_local_crops)
+        scores = torch.cat([F.linear(zi, weight) for zi in z]).chunk(self.n_global_crops + self._n_local())
         globals_ = z[0].detach().view(self.n_global_crops, n, -1)
         queue = nets["queue"] if "queue" in nets else None
         length = max(1, self.queue_length // getattr(self, "_world", 1))

@@ -49,13 +49,15 @@ def test_global_and_local_crops_have_their_counts_sizes_and_one_call_for_all_loc
     assert spread(small) < 0.5 * spread(large)
 
 
-def test_default_local_size_is_the_papers_ratio_at_least_four_pixels():
-    est = DINO(image_size=28)
-    est.image_shape_ = (28, 28, 1)
-    assert est._local_size() == (12, 12)  # round(28 * 96 / 224)
+def test_default_local_crops_follow_the_papers_ratio_from_28_pixels():
     est = DINO()
+    est.image_shape_ = (28, 28, 1)
+    assert est._local_size() == (12, 12) and est._n_local() == 6  # round(28 * 96 / 224)
+    est.image_shape_ = (27, 27, 1)
+    assert est._n_local() == 0  # a few pixels of the object: the methods collapsed on the digits
+    est = DINO(n_local_crops=3)
     est.image_shape_ = (8, 8, 1)
-    assert est._local_size() == (4, 4)
+    assert est._local_size() == (4, 4) and est._n_local() == 3
 
 
 def test_without_local_crops_only_global_views_are_made():
