@@ -1,5 +1,6 @@
 """BYOL: an online network predicts a slowly moving target network's projection."""
 
+from dataclasses import replace
 from numbers import Integral, Real
 
 import torch
@@ -8,6 +9,7 @@ from sklearn.utils._param_validation import Interval
 
 from ._momentum import cosine_momentum, ema_update_, frozen_copy
 from ._multiview import MultiViewSSL
+from ..augment import Augment
 from ..heads import mlp
 from ..losses import fp32_loss
 
@@ -115,6 +117,12 @@ class BYOL(MultiViewSSL):
         "hidden_dim": [Interval(Integral, 1, None, closed="left")],
         "base_momentum": [Interval(Real, 0, 1, closed="both")],
     }
+
+    def _default_augment(self, image_size, channels):
+        views = Augment.byol(min(image_size), channels)
+        if min(image_size) < 32:  # crops of 8% of a tiny image lose the object (measured above)
+            views = tuple(replace(v, crop_scale=(0.2, 1.0)) for v in views)
+        return views
 
     def _build_heads(self, feature_dim):
         return {

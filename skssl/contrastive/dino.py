@@ -23,10 +23,11 @@ class DINOHead(nn.Module):
     ``norm_last_layer=True``, which it found to stabilise training).
     """
 
-    def __init__(self, in_dim, hidden_dim, bottleneck_dim, out_dim):
+    def __init__(self, in_dim, hidden_dim, bottleneck_dim, out_dim, use_bn=False):
         super().__init__()
-        self.mlp = nn.Sequential(nn.Linear(in_dim, hidden_dim), nn.GELU(), nn.Linear(hidden_dim, hidden_dim), nn.GELU(),
-                                 nn.Linear(hidden_dim, bottleneck_dim))
+        norm = (lambda: nn.BatchNorm1d(hidden_dim)) if use_bn else nn.Identity
+        self.mlp = nn.Sequential(nn.Linear(in_dim, hidden_dim), norm(), nn.GELU(), nn.Linear(hidden_dim, hidden_dim),
+                                 norm(), nn.GELU(), nn.Linear(hidden_dim, bottleneck_dim))
         for layer in self.mlp:
             if isinstance(layer, nn.Linear):  # as the authors': truncated normal, std 0.02
                 nn.init.trunc_normal_(layer.weight, std=0.02)
@@ -126,7 +127,7 @@ class DINO(MultiCropSSL):
 
     _params = {"out_dim": 1024, "hidden_dim": 512, "bottleneck_dim": 128, "student_temperature": 0.1,
                "teacher_temperature": 0.07, "warmup_teacher_temperature": 0.04, "teacher_warmup_fraction": 0.3,
-               "center_momentum": 0.9, "base_momentum": 0.99, "max_epochs": 30}
+               "center_momentum": 0.9, "base_momentum": 0.99, "use_bn_in_head": True, "max_epochs": 30}
     _parameter_constraints = {
         **MultiCropSSL._parameter_constraints,
         "out_dim": [Interval(Integral, 2, None, closed="left")],
@@ -138,6 +139,7 @@ class DINO(MultiCropSSL):
         "teacher_warmup_fraction": [Interval(Real, 0, 1, closed="both")],
         "center_momentum": [Interval(Real, 0, 1, closed="both")],
         "base_momentum": [Interval(Real, 0, 1, closed="both")],
+        "use_bn_in_head": ["boolean"],
     }
     # The ViT from this working size on ("auto"); a 7x7 grid of 4-pixel patches at 28 pixels.
     _vit_from = 28
@@ -166,7 +168,7 @@ class DINO(MultiCropSSL):
         self.networks_["teacher_head"] = frozen_copy(self.networks_["head"])
 
     def _build_heads(self, feature_dim):
-        return {"head": DINOHead(feature_dim, self.hidden_dim, self.bottleneck_dim, self.out_dim),
+        return {"head": DINOHead(feature_dim, self.hidden_dim, self.bottleneck_dim, self.out_dim, self.use_bn_in_head),
                 "center": _Center(self.out_dim)}
 
     def _teacher_temperature(self):
