@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 # Parameters that change how a fit is run or shown, not what it computes.
-_NOT_KEYED = {"verbose", "device", "checkpoint_dir", "checkpoint_every", "warm_start", "num_workers"}
+_NOT_KEYED = {"verbose", "device", "checkpoint_dir", "checkpoint_every", "warm_start", "num_workers", "max_time"}
 
 
 def _plain(value):

@@ -107,6 +107,45 @@ def broadcast_state(module, src=0):
             dist.broadcast(t, src)
 
 
+def broadcast_buffers(module, src=0):
+    """Copy every buffer of ``module`` (BatchNorm statistics, banks, queues) from rank ``src`` to all ranks."""
+    if world()[1] == 1:
+        return
+    with torch.no_grad():
+        for t in module.buffers():
+            dist.broadcast(t, src)
+
+
+def broadcast_object(obj, src=0):
+    """Rank ``src``'s ``obj`` (picklable) on every rank; ``obj`` itself in one process."""
+    if world()[1] == 1:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src)
+    return box[0]
+
+
+def all_reduce(x, op="sum"):
+    """A copy of tensor ``x`` reduced over ranks (``"sum"`` or ``"max"``, no gradient); ``x`` in one process."""
+    if world()[1] == 1:
+        return x
+    x = x.detach().clone()
+    dist.all_reduce(x, op=dist.ReduceOp.SUM if op == "sum" else dist.ReduceOp.MAX)
+    return x
+
+
+def weighted_mean(values, weights):
+    """``sum(weights * values) / sum(weights)`` over the global batch, as this rank's share of it.
+
+    The denominator is the all-reduced weight sum (times the world size,
+    which DDP's gradient average divides out again), so N processes give the
+    gradient and the averaged loss of one process on the same global batch.
+    """
+    _, size = world()
+    total = all_reduce(weights.detach().sum().float()) / size
+    return (weights * values).sum() / total.clamp_min(1e-12)
+
+
 def mean_over_ranks(x):
     """The mean of tensor ``x`` over ranks (no gradient); ``x`` itself in one process."""
     if world()[1] == 1:

@@ -22,6 +22,7 @@ memory on CUDA.
 import math
 import os
 import signal
+import warnings
 
 import numpy as np
 import torch
@@ -71,15 +72,51 @@ class _StreamingSource:
 
     def batches(self, index_batches, num_workers=0, pin_memory=False):
         index_batches = list(index_batches)
-        if num_workers == 0:
-            for index in index_batches:
-                yield index, self.batch(index)
-            return
-        loader = torch.utils.data.DataLoader(
-            _BatchReader(self), batch_size=None, sampler=index_batches, num_workers=num_workers,
-            pin_memory=pin_memory, persistent_workers=False, prefetch_factor=2, worker_init_fn=_ignore_ctrl_c,
-        )
-        yield from zip(index_batches, loader)
+        context = worker_context() if num_workers > 0 else None
+        if context is not None:
+            loader = torch.utils.data.DataLoader(
+                _BatchReader(self), batch_size=None, sampler=index_batches, num_workers=num_workers,
+                pin_memory=pin_memory, persistent_workers=False, prefetch_factor=2, worker_init_fn=_ignore_ctrl_c,
+                multiprocessing_context=context,
+            )
+            try:
+                batches = iter(loader)  # starts the workers
+            except Exception as exc:  # e.g. a Dataset that spawn cannot pickle
+                warnings.warn(f"DataLoader workers could not start ({type(exc).__name__}: {exc}); reading batches "
+                              "in this process instead (num_workers=0).", stacklevel=3)
+            else:
+                yield from zip(index_batches, batches)
+                return
+        for index in index_batches:
+            yield index, self.batch(index)
+
+
+def worker_context():
+    """The multiprocessing context DataLoader workers start with in this process, or None (with a warning).
+
+    The default context is not always one that can start workers: inside a
+    joblib/loky worker (GridSearchCV with ``n_jobs > 1``) it is loky's, whose
+    processes the DataLoader cannot use, and whose spawned children cannot
+    even unpickle their start method. Standard start methods are used as
+    set; otherwise fork where it is the safe platform default (Linux).
+    Daemonic processes (multiprocessing Pool workers, Dask's default
+    workers) may have no children at all: batches are then read in-process.
+    """
+    import multiprocessing
+    import sys
+
+    if multiprocessing.current_process().daemon:
+        warnings.warn("This process is a daemonic worker (a multiprocessing Pool's or Dask's), which cannot start "
+                      "DataLoader workers; reading batches in this process instead (num_workers=0).", stacklevel=4)
+        return None
+    method = multiprocessing.get_start_method(allow_none=True)
+    if method is None or method in ("fork", "spawn", "forkserver"):
+        return multiprocessing.get_context(method)
+    if sys.platform.startswith("linux"):  # loky's or another pool's own start method
+        return multiprocessing.get_context("fork")
+    warnings.warn(f"DataLoader workers cannot start under the {method!r} start method of this process (a loky or "
+                  "other pool worker); reading batches in this process instead (num_workers=0).", stacklevel=4)
+    return None
 
 
 def _ignore_ctrl_c(worker_id):
@@ -152,23 +189,29 @@ class DatasetSource(_StreamingSource):
     def __len__(self):
         return len(self.dataset)
 
-    def item(self, i):
-        """Item ``i`` as a ``(c, h, w)`` tensor at its stored size (ImageFolder decodes it itself)."""
+    def item(self, i, size=None):
+        """Item ``i`` as a ``(c, h, w)`` tensor, at ``size`` if the dataset reads at a size itself (ImageFolder)."""
         read = getattr(self.dataset, "read_image", None)
-        return read(i) if read is not None else item_to_tensor(self.dataset[i])
+        if read is None:
+            return item_to_tensor(self.dataset[i])
+        return read(i) if size is None else read(i, size=size)
+
+    def describe(self, i):
+        files = getattr(self.dataset, "files", None)
+        return f"Item {i} of the dataset" + (f" (file {files[i]})" if files is not None else "")
 
     def batch(self, index):
         index = index.tolist() if torch.is_tensor(index) else list(index)
-        images = [self.item(i) for i in index]
         h, w, c = self.image_shape
+        images = [self.item(i, (h, w) if self.resize else None) for i in index]
         out = []
         for i, image in zip(index, images):
             if image.shape[0] != c:
-                raise ValueError(f"Item {i} of the dataset has {image.shape[0]} channel(s), the others {c}.")
+                raise ValueError(f"{self.describe(i)} has {image.shape[0]} channel(s), the others {c}.")
             if tuple(image.shape[1:]) != (h, w):
                 if not self.resize:
                     raise ValueError(
-                        f"Item {i} of the dataset is {image.shape[1]}x{image.shape[2]} pixels but the first was "
+                        f"{self.describe(i)} is {image.shape[1]}x{image.shape[2]} pixels but the first was "
                         f"{h}x{w}; set image_size to train on images of different sizes."
                     )
                 image = resize_shorter_and_crop(image, (h, w))
@@ -206,17 +249,24 @@ def item_to_tensor(item):
 
 
 def resize_shorter_and_crop(image, size):
-    """Resize a ``(c, h, w)`` image so it covers ``size`` (shorter side first), then centre-crop."""
+    """Resize a ``(c, h, w)`` image so it covers ``size`` (shorter side first), then centre-crop.
+
+    The crop is taken from the source first and only it is resized, so memory
+    follows ``size``, not the image's aspect ratio (a 1 x 300,000 strip would
+    otherwise be upsampled whole).
+    """
     h, w = image.shape[-2:]
     th, tw = size
     factor = max(th / h, tw / w)
-    nh, nw = max(th, round(h * factor)), max(tw, round(w * factor))
-    dtype = image.dtype
-    x = F.interpolate(image[None].float(), size=(nh, nw), mode="bilinear", align_corners=False,
-                      antialias=factor < 1)[0]
-    top, left = (nh - th) // 2, (nw - tw) // 2
-    x = x[:, top:top + th, left:left + tw]
-    return x.round().clamp(0, 255).to(torch.uint8) if dtype == torch.uint8 else x
+    # The centred source box with the target's aspect ratio, in whole pixels.
+    bh, bw = min(h, max(1, round(th / factor))), min(w, max(1, round(tw / factor)))
+    top, left = (h - bh) // 2, (w - bw) // 2
+    crop = image[:, top:top + bh, left:left + bw]
+    if (bh, bw) == (th, tw):
+        return crop.clone()
+    x = F.interpolate(crop[None].float(), size=(th, tw), mode="bilinear", align_corners=False,
+                      antialias=bh > th or bw > tw)[0]
+    return x.round().clamp(0, 255).to(torch.uint8) if image.dtype == torch.uint8 else x
 
 
 def is_dataset(X):

@@ -15,13 +15,14 @@ Position embeddings are computed from the patch grid, so one network accepts
 any image size; the patch size is fixed when the network is built.
 """
 
+import functools
 import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["VisionTransformer", "PatchEmbedding", "Block", "auto_patch_size", "sincos_position_embedding",
+__all__ = ["VisionTransformer", "PatchEmbedding", "Block", "auto_patch_size", "sincos_position_embedding", "position_table",
            "patchify", "unpatchify", "vit_tiny", "vit_small"]
 
 # DeiT's names for the two smallest ViTs.
@@ -41,20 +42,34 @@ def sincos_position_embedding(grid, dim, device=None, dtype=torch.float32):
     """Fixed 2-D sin-cos embeddings ``(gh * gw, dim)`` of a row-major patch grid (as in MAE).
 
     Half of the channels encode the row, half the column, each as sines and
-    cosines at ``dim / 4`` frequencies from 1 to 1/10000.
+    cosines at ``dim / 4`` frequencies from 1 to 1/10000. Computed in float64
+    on the CPU (MPS has no float64) and then moved; :func:`position_table`
+    caches the result.
     """
     if dim % 4:
         raise ValueError(f"2-D sin-cos position embeddings need a width divisible by 4; got {dim}.")
     gh, gw = grid
     quarter = dim // 4
-    omega = 1.0 / 10000 ** (torch.arange(quarter, dtype=torch.float64, device=device) / quarter)
-    rows = torch.arange(gh, dtype=torch.float64, device=device).repeat_interleave(gw)
-    cols = torch.arange(gw, dtype=torch.float64, device=device).repeat(gh)
+    omega = 1.0 / 10000 ** (torch.arange(quarter, dtype=torch.float64) / quarter)
+    rows = torch.arange(gh, dtype=torch.float64).repeat_interleave(gw)
+    cols = torch.arange(gw, dtype=torch.float64).repeat(gh)
     parts = []
     for pos in (rows, cols):
         angle = pos[:, None] * omega[None]
         parts += [angle.sin(), angle.cos()]
-    return torch.cat(parts, dim=1).to(dtype)
+    return torch.cat(parts, dim=1).to(device=device, dtype=dtype)
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_table(grid, dim, device):
+    # Outside inference mode, so a table first built in transform can be reused in training.
+    with torch.inference_mode(False), torch.no_grad():
+        return sincos_position_embedding(grid, dim, device=device)
+
+
+def position_table(grid, dim, device):
+    """:func:`sincos_position_embedding` in float32, built once per grid, width and device."""
+    return _cached_table(tuple(int(g) for g in grid), int(dim), torch.device(device))
 
 
 def _pad_to_patches(x, patch_size):
@@ -109,7 +124,7 @@ class PatchEmbedding(nn.Module):
     BEiT replaces some with a mask token; ``forward`` does all three.
     """
 
-    def __init__(self, in_channels, embed_dim, patch_size, image_size=None):
+    def __init__(self, in_channels, embed_dim, patch_size):
         super().__init__()
         self.patch_size, self.embed_dim = int(patch_size), int(embed_dim)
         if in_channels is None:
@@ -117,11 +132,6 @@ class PatchEmbedding(nn.Module):
         else:
             self.proj = nn.Conv2d(in_channels, embed_dim, patch_size, stride=patch_size)
         self.class_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
-        self._grid = patch_grid(image_size, patch_size) if image_size is not None else None
-        table = sincos_position_embedding(self._grid, embed_dim) if self._grid else torch.empty(0, embed_dim)
-        # Not persistent: the table is fixed, and leaving it out of the
-        # state_dict lets the same weights serve any image size.
-        self.register_buffer("position_table", table, persistent=False)
 
     def grid(self, x):
         return patch_grid(x.shape[-2:], self.patch_size)
@@ -130,10 +140,8 @@ class PatchEmbedding(nn.Module):
         return self.proj(_pad_to_patches(x, self.patch_size)).flatten(2).transpose(1, 2)
 
     def positions(self, grid, like):
-        table = self.position_table
-        if tuple(grid) != self._grid:
-            table = sincos_position_embedding(grid, self.embed_dim, device=like.device)
-        return table.to(like.dtype)
+        """Position embeddings of ``grid``, from the table cache (fixed, so the same weights serve any image size)."""
+        return position_table(grid, self.embed_dim, like.device).to(like.dtype)
 
     def patch_tokens(self, x):
         """Patch embeddings plus position embeddings ``(n, t, d)``, no class token."""
@@ -180,7 +188,12 @@ class Block(nn.Module):
 
 
 def init_vit_weights(module):
-    """MAE's initialisation: truncated-normal (std 0.02) linears, Xavier patch projection, N(0, 0.02) tokens."""
+    """DeiT's and BEiT's initialisation: truncated-normal (std 0.02) linears, N(0, 0.02) tokens.
+
+    The patch projection is Xavier-uniform over its flattened kernel, as in
+    MAE; MAE also initialises its linear layers Xavier-uniform, which this
+    shared ViT does not.
+    """
     for m in module.modules():
         if isinstance(m, nn.Linear):
             nn.init.trunc_normal_(m.weight, std=0.02)
@@ -205,9 +218,9 @@ class VisionTransformer(nn.Module):
         serves grayscale and colour images. As an estimator's ``backbone``
         it is a custom module to :func:`skssl.load`: pass an equal one as
         ``load(path, backbone=...)``.
-    image_size : (h, w) or None
-        Used to pick ``patch_size`` when it is None and to precompute the
-        position table; other sizes still work (their table is computed on the fly).
+    image_size : int, (h, w) or None
+        Used to pick ``patch_size`` when it is None; any image size works
+        (position tables are built once per patch grid and cached).
     patch_size : int or None
         Patch side in pixels; None uses :func:`auto_patch_size` of ``image_size``
         (4 px for 28-32 px images, 16 px at 224 px, 2 px for 8 px digits).
@@ -221,6 +234,8 @@ class VisionTransformer(nn.Module):
     def __init__(self, in_channels=None, image_size=None, patch_size=None, embed_dim=192, depth=12, num_heads=3,
                  mlp_ratio=4.0, n_stages=4):
         super().__init__()
+        if isinstance(image_size, int):
+            image_size = (image_size, image_size)
         if patch_size is None:
             if image_size is None:
                 raise ValueError("VisionTransformer needs patch_size or image_size (to choose the patch size).")
@@ -235,7 +250,7 @@ class VisionTransformer(nn.Module):
         bounds = [round(i * depth / groups) for i in range(groups + 1)]
         stages = [nn.Sequential(*blocks[a:b]) for a, b in zip(bounds, bounds[1:])]
         stages[-1].append(nn.LayerNorm(embed_dim, eps=1e-6))
-        self.stages = nn.ModuleList([PatchEmbedding(in_channels, embed_dim, patch_size, image_size), *stages])
+        self.stages = nn.ModuleList([PatchEmbedding(in_channels, embed_dim, patch_size), *stages])
         init_vit_weights(self)
 
     def forward(self, x):

@@ -20,6 +20,7 @@ attributes alone (never from data), so ``skssl.load`` can rebuild them.
 """
 
 import copy
+import datetime
 import inspect
 import math
 import os
@@ -49,6 +50,7 @@ COMMON_PARAMS = {
     "backbone": "auto",
     "stage": -1,
     "max_epochs": 20,
+    "max_time": None,
     "batch_size": 256,
     "lr": 1e-3,
     "weight_decay": 1e-4,
@@ -82,6 +84,13 @@ or nn.Module, default="auto"
         (-1: the last; intermediate stages often transfer better).
     max_epochs : int
         Passes over the training data.
+    max_time : float, datetime.timedelta or None, default=None
+        Training-time budget in seconds (as PyTorch Lightning's Trainer has):
+        training stops after the batch during which it runs out, keeps its
+        weights, and the last ``history_`` record says ``stopped="max_time"``
+        and how many ``batches`` of that epoch were done. With
+        ``checkpoint_dir``, the state at the stop is saved and a later ``fit``
+        continues from there with the epochs that remain (and a new budget).
     batch_size : int, default=256
         Images per optimisation step (and per ``transform`` batch).
     lr : float
@@ -192,6 +201,7 @@ class BaseSSL(ClassNamePrefixFeaturesOutMixin, TransformerMixin, TrainingLoop, B
         "backbone": [StrOptions({"auto", *BACKBONES}), nn.Module],
         "stage": [Integral],
         "max_epochs": [Interval(Integral, 1, None, closed="left")],
+        "max_time": [Interval(Real, 0, None, closed="neither"), datetime.timedelta, None],
         "batch_size": [Interval(Integral, 2, None, closed="left")],
         "lr": [Interval(Real, 0, None, closed="neither")],
         "weight_decay": [Interval(Real, 0, None, closed="left")],
@@ -210,6 +220,8 @@ class BaseSSL(ClassNamePrefixFeaturesOutMixin, TransformerMixin, TrainingLoop, B
     }
     # Images smaller than this are upsampled before training and transform.
     _min_image_size = 8
+    # Adam's and AdamW's betas (a method whose paper uses others sets its own).
+    _adam_betas = (0.9, 0.999)
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -444,7 +456,7 @@ class BaseSSL(ClassNamePrefixFeaturesOutMixin, TransformerMixin, TrainingLoop, B
         if self.optimizer == "sgd":
             return torch.optim.SGD(groups, lr=self.lr, momentum=0.9, nesterov=True)
         cls = torch.optim.AdamW if self.optimizer == "adamw" else torch.optim.Adam
-        return cls(groups, lr=self.lr)
+        return cls(groups, lr=self.lr, betas=self._adam_betas)
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
@@ -456,7 +468,9 @@ class BaseSSL(ClassNamePrefixFeaturesOutMixin, TransformerMixin, TrainingLoop, B
         current batch and keeps what was learned (with a warning); a
         non-finite loss raises ``FloatingPointError`` and leaves the last
         finite weights; on running out of GPU memory at the first batch the
-        batch size is halved until it fits.
+        batch size is halved until it fits. ``max_time`` stops training
+        after the batch during which the budget runs out (saving a
+        checkpoint there when ``checkpoint_dir`` is set).
 
         Parameters
         ----------
@@ -482,7 +496,9 @@ class BaseSSL(ClassNamePrefixFeaturesOutMixin, TransformerMixin, TrainingLoop, B
         source = self._source(X)
         device = self._device()
         self._rank, self._world = _distributed.init(device)
-        seed = int(check_random_state(self.random_state).randint(2**31 - 1))
+        # Rank 0's seed for every process: with random_state=None each would draw its own, and
+        # the ranks' slices of the epoch order (and shared state such as queues) would disagree.
+        seed = _distributed.broadcast_object(int(check_random_state(self.random_state).randint(2**31 - 1)))
         checkpoint = None
         if self.checkpoint_dir is not None:
             self._data_key = _checkpoint.data_key(X) if not streaming else self._sampled_data_key(source)
@@ -506,14 +522,16 @@ class BaseSSL(ClassNamePrefixFeaturesOutMixin, TransformerMixin, TrainingLoop, B
             self._generator = torch.Generator(device=device).manual_seed(seed + 7919 * self._rank)
             self._shared_generator = (self._generator if self._world == 1
                                       else torch.Generator(device=device).manual_seed(seed))
+            self._order_generator = torch.Generator().manual_seed(seed + 1)  # the epochs' permutations
             try:
                 if self._trains:
                     self._loop_train(source, device, checkpoint, resume=not warm)
                 else:
                     self.networks_.eval()
             finally:
-                for name in ("_generator", "_shared_generator", "_total_steps", "_step", "_batch_index", "_interrupted",
-                             "_data_key", "_epoch_metrics", "_num_workers", "_rank", "_world"):
+                for name in ("_generator", "_shared_generator", "_order_generator", "_total_steps", "_step",
+                             "_batch_index", "_interrupted", "_data_key", "_epoch_metrics", "_num_workers", "_rank",
+                             "_world", "_batch_size", "_deadline", "_tokenizer_metrics"):
                     self.__dict__.pop(name, None)
         self._n_features_out = self.embedding_dim_
         return self

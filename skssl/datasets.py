@@ -13,6 +13,8 @@ import numpy as np
 from sklearn.datasets import load_digits
 from sklearn.utils import Bunch
 
+from . import _folder
+
 __all__ = ["load_digits_images", "load_fashion_mnist", "read_idx", "FASHION_MNIST_CLASSES", "ImageFolder",
            "load_image_folder"]
 
@@ -190,13 +192,24 @@ def load_fashion_mnist(data_home=None, *, subset="train", return_X_y=False, down
 class ImageFolder:
     """Image files under a folder, decoded lazily: a map-style dataset that skssl estimators stream.
 
-    Every file PIL can open (JPEG, PNG, WebP, BMP, TIFF, GIF, ...) anywhere
-    under ``root`` is an image. When ``root`` has sub-folders, each is a
-    class: ``classes`` holds their sorted names and ``targets`` each image's
-    class index, so ``X, y = load_image_folder(root, return_X_y=True)`` is
-    what a Pipeline needs. Images are decoded when read (by
-    ``torchvision.io.decode_image`` where it can, else PIL), in the
-    estimator's DataLoader workers.
+    An image is a regular file whose extension is in ``extensions`` (by
+    default every extension PIL registers for a format it decodes: JPEG,
+    PNG, WebP, BMP, TIFF, GIF, ...) anywhere under ``root``; hidden files
+    and folders (names starting with a dot) are ignored. When ``root`` has
+    sub-folders holding images, each is a class: ``classes`` holds their
+    sorted names and ``targets`` each image's class index, so ``X, y =
+    load_image_folder(root, return_X_y=True)`` is what a Pipeline needs.
+    Images are decoded by PIL when read, in the estimator's DataLoader
+    workers: EXIF orientation applied, the first frame of an animation,
+    8-bit (deeper images are scaled by ``value_range``, never clipped).
+
+    Real file trees are read safely: named pipes, sockets and devices are
+    no images (left out, never opened for a blocking read); a symbolic link
+    to a folder is followed once, never back into the tree or to an
+    ancestor; a file with more pixels than ``max_pixels`` is a bad file
+    (checked from its header, before anything is decoded); JPEGs are decoded
+    at a reduced size where ``image_size`` allows, and the crop is applied
+    while resizing, so memory follows ``image_size``, not the files.
 
     The folder behaves as an array of images where scikit-learn needs one:
     it has ``shape`` ``(n, h, w, c)`` and ``dtype`` uint8, and indexing it
@@ -217,9 +230,28 @@ class ImageFolder:
         first image (grayscale files give 1, anything else 3).
     on_error : {"raise", "skip"}, default="raise"
         ``"raise"``: a file that cannot be decoded raises an error naming it
-        when it is read. ``"skip"``: every file is decoded once when the
-        folder is opened (a quick, reduced decode where the format allows),
-        and those that fail are left out, with one warning that counts them.
+        when it is read, and so does a sub-folder that cannot be listed,
+        when the folder is opened. ``"skip"``: every file is decoded once
+        when the folder is opened (JPEGs at a reduced size, which still
+        reads every byte); files that fail and folders that cannot be listed
+        are left out, with one warning, and their reasons are in
+        ``skipped``. A class left without files is no class.
+    extensions : sequence of str, default=None
+        File name extensions read as images, case-insensitive, with or
+        without the dot; ``""`` stands for files without an extension.
+        ``None``: every extension PIL registers for a format it decodes
+        itself (not PDF or EPS, which it only writes or hands to
+        Ghostscript).
+    max_pixels : int, None or "auto", default="auto"
+        Files whose header declares more pixels (width x height) are bad
+        files: an error naming them, or skipped with the reason. ``"auto"``
+        is PIL's ``Image.MAX_IMAGE_PIXELS`` (89,478,485 unless changed, about
+        a quarter of a gigabyte as RGB); ``None`` sets no limit.
+    value_range : tuple (low, high), default=None
+        For images deeper than 8 bits (16- and 32-bit integers, floats):
+        the values mapped to 0 and 255, the same for every file (values
+        outside are clipped). ``None``: each type's own range, 0..65535 for
+        16 bits, -2**31..2**31-1 for 32-bit integers and 0..1 for floats.
 
     Attributes
     ----------
@@ -229,8 +261,16 @@ class ImageFolder:
         Class index of each file (``None`` without sub-folders).
     classes : list of str
         Sub-folder names, the class of index ``i`` being ``classes[i]``.
-    skipped : list of str
-        Files left out with ``on_error="skip"``.
+    skipped : dict of str to str
+        What was left out, path to reason: entries that are not regular
+        files and symbolic links not followed (both settings of
+        ``on_error``), and with ``on_error="skip"`` files that failed to
+        decode (corrupt, truncated, past ``max_pixels``, permission denied)
+        and folders that could not be listed.
+    channels : int
+        Channels of every image read.
+    image_shape : tuple (h, w, c)
+        ``image_size`` (or the first image's size) and ``channels``.
 
     Examples
     --------
@@ -242,33 +282,62 @@ class ImageFolder:
 
     dtype = np.dtype(np.uint8)
 
-    def __init__(self, root, image_size=None, channels=None, on_error="raise"):
+    def __init__(self, root, image_size=None, channels=None, on_error="raise", *, extensions=None,
+                 max_pixels="auto", value_range=None):
         if on_error not in ("raise", "skip"):
             raise ValueError(f"on_error must be 'raise' or 'skip'; got {on_error!r}.")
         if channels not in (None, 1, 3):
             raise ValueError(f"channels must be 1, 3 or None; got {channels!r}.")
+        if not (max_pixels in ("auto", None) or (isinstance(max_pixels, (int, np.integer))
+                                                 and not isinstance(max_pixels, bool) and max_pixels >= 1)):
+            raise ValueError(f"max_pixels must be a positive int, None or 'auto'; got {max_pixels!r}.")
+        if value_range is not None:
+            value_range = _check_value_range(value_range)
         root = Path(root)
         if not root.is_dir():
             raise ValueError(f"ImageFolder: {str(root)!r} is not a folder.")
-        self.root, self.on_error, self.skipped = str(root), on_error, []
+        self.root, self.on_error, self.max_pixels, self.value_range = str(root), on_error, max_pixels, value_range
         self.image_size = None if image_size is None else _pair_size(image_size)
-        files, labels, self.classes = _scan(root)
+        self.extensions = _folder.check_extensions(extensions)
+        files, labels, classes, loose, left_out = _folder.scan(root, self.extensions, strict=on_error == "raise")
+        if loose:
+            warnings.warn(f"ImageFolder: {len(loose)} image file(s) directly under {str(root)!r} are in no class "
+                          f"sub-folder and are left out (first: {loose[0]}).", stacklevel=2)
+        self.skipped = dict(left_out)
         if not files:
-            raise ValueError(f"ImageFolder: no image files under {str(root)!r} (looked for {', '.join(sorted(_extensions())[:8])}, ...).")
+            raise ValueError(f"ImageFolder: no image files under {str(root)!r} (looked for "
+                             f"{', '.join(sorted(self.extensions)[:8])}, ...){self._left_out_note()}.")
         if on_error == "skip":
-            ok = [_decodes(f) for f in files]
-            self.skipped = [f for f, good in zip(files, ok) if not good]
-            files = [f for f, good in zip(files, ok) if good]
-            labels = [c for c, good in zip(labels, ok) if good]
-            if self.skipped:
-                warnings.warn(f"ImageFolder skipped {len(self.skipped)} unreadable file(s) of "
-                              f"{len(self.skipped) + len(files)} under {self.root!r} (first: {self.skipped[0]}).", stacklevel=2)
+            limit, n_found = _folder.pixel_limit(max_pixels), len(files)
+            good = []
+            for f in files:
+                try:  # the read the estimator will do (a tiny target lets JPEGs decode at 1/8)
+                    _folder.read(f, channels or 1, self.image_size or (8, 8), limit, value_range)
+                    good.append(True)
+                except Exception as exc:
+                    self.skipped[f] = _folder.reason(exc)
+                    good.append(False)
+            files = [f for f, ok in zip(files, good) if ok]
+            labels = [c for c, ok in zip(labels, good) if ok]
             if not files:
-                raise ValueError(f"ImageFolder: none of the image files under {self.root!r} could be read.")
-        self.files = files
-        self.targets = np.asarray(labels, dtype=np.int64) if self.classes else None
-        h, w, mode = _header(files[0])
-        self.channels = channels or (1 if mode in ("1", "L", "LA", "I", "I;16", "F", "P") and _is_gray(files[0], mode) else 3)
+                raise ValueError(f"ImageFolder: none of the {n_found} image files under {self.root!r} could be read"
+                                 f"{self._left_out_note()}.")
+        used = set(labels)
+        dropped = [c for i, c in enumerate(classes) if i not in used]
+        if dropped:  # classes whose every file was skipped
+            kept = [c for c in classes if c not in dropped]
+            remap = {classes.index(c): i for i, c in enumerate(kept)}
+            labels, classes = [remap[c] for c in labels], kept
+        if self.skipped:
+            listed = "; ".join(f"{p} ({why})" for p, why in list(self.skipped.items())[:3])
+            more = f"; and {len(self.skipped) - 3} more" if len(self.skipped) > 3 else ""
+            no_class = f" Sub-folder(s) {dropped} kept no readable file and are no class." if dropped else ""
+            warnings.warn(f"ImageFolder left out {len(self.skipped)} entr{'y' if len(self.skipped) == 1 else 'ies'} "
+                          f"under {self.root!r}, reasons in .skipped: {listed}{more}.{no_class}", stacklevel=2)
+        self.files, self.classes = files, classes
+        self.targets = np.asarray(labels, dtype=np.int64) if classes else None
+        h, w, _, gray = self._header(files[0])
+        self.channels = channels or (1 if gray else 3)
         self.image_shape = (*(self.image_size or (h, w)), self.channels)
 
     @property
@@ -301,27 +370,49 @@ class ImageFolder:
         subset.targets = None if self.targets is None else self.targets[index]
         return subset
 
-    def read_image(self, i):
-        """Image ``i`` as a ``(c, h, w)`` uint8 tensor, at ``image_size`` when set."""
-        from ._sources import resize_shorter_and_crop
+    def read_image(self, i, size=None):
+        """Image ``i`` as a ``(c, h, w)`` uint8 tensor, at ``size`` (default ``image_size``) when set.
 
+        Resizing covers the size and centre-crops it, in one step from the
+        file (JPEGs decoded at a reduced size where the size allows).
+        """
+        import torch
+
+        size = self.image_size if size is None else _pair_size(size)
         path = self.files[i]
         try:
-            image = _decode(path, self.channels)
+            array = _folder.read(path, self.channels, size, _folder.pixel_limit(self.max_pixels), self.value_range)
         except Exception as exc:
-            raise ValueError(f"Could not read image file {path}: {exc}. Fix or remove it, or open the folder "
-                             "with on_error='skip'.") from None
-        if self.image_size is not None and tuple(image.shape[1:]) != self.image_size:
-            image = resize_shorter_and_crop(image, self.image_size)
-        return image
+            raise ValueError(self._read_error(path, exc)) from None
+        return torch.from_numpy(array.transpose(2, 0, 1).copy())
+
+    def _header(self, path):
+        try:
+            return _folder.header(path, _folder.pixel_limit(self.max_pixels))
+        except Exception as exc:
+            raise ValueError(self._read_error(path, exc)) from None
+
+    def _read_error(self, path, exc):
+        message = f"Could not read image file {path}: {_folder.reason(exc)}."
+        if self.on_error == "skip":  # it decoded when the folder was opened
+            return message + (" It was read when the folder was opened with on_error='skip', so it has changed "
+                              "or been removed since; open the folder again.")
+        return message + " Fix or remove it, or open the folder with on_error='skip' to leave out files that fail."
+
+    def _left_out_note(self):
+        if not self.skipped:
+            return ""
+        path, why = next(iter(self.skipped.items()))
+        return f"; {len(self.skipped)} left out, reasons in .skipped (first: {path}: {why})"
 
 
-def load_image_folder(root, *, image_size=None, channels=None, on_error="raise", return_X_y=False):
+def load_image_folder(root, *, image_size=None, channels=None, on_error="raise", extensions=None,
+                      max_pixels="auto", value_range=None, return_X_y=False):
     """Open a folder of image files (class sub-folders optional) as an :class:`ImageFolder`.
 
     Parameters
     ----------
-    root, image_size, channels, on_error
+    root, image_size, channels, on_error, extensions, max_pixels, value_range
         As for :class:`ImageFolder`.
     return_X_y : bool, default=False
 
@@ -331,8 +422,13 @@ def load_image_folder(root, *, image_size=None, channels=None, on_error="raise",
         ``images`` (the ImageFolder, read lazily), ``target`` (class index
         per image, or None), ``target_names`` and ``files``; or
         ``(images, target)``.
+
+    Examples
+    --------
+    >>> X, y = load_image_folder("scans/", image_size=64, on_error="skip", return_X_y=True)  # doctest: +SKIP
     """
-    folder = ImageFolder(root, image_size=image_size, channels=channels, on_error=on_error)
+    folder = ImageFolder(root, image_size=image_size, channels=channels, on_error=on_error, extensions=extensions,
+                         max_pixels=max_pixels, value_range=value_range)
     if return_X_y:
         return folder, folder.targets
     return Bunch(images=folder, target=folder.targets, target_names=np.array(folder.classes), files=folder.files)
@@ -345,102 +441,11 @@ def _pair_size(size):
     return (int(size[0]), int(size[1]))
 
 
-# Formats PIL registers that are not images it decodes by itself: save-only (PDF, PALM),
-# identify-only stubs (BUFR, GRIB, HDF5, MPEG, WMF off Windows), Ghostscript's EPS, IPTC metadata.
-_NOT_IMAGES = {"PDF", "PALM", "BUFR", "GRIB", "HDF5", "MPEG", "WMF", "EPS", "IPTC"}
-
-
-def _extensions():
-    from PIL import Image
-
-    Image.init()
-    return {ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN and fmt not in _NOT_IMAGES}
-
-
-def _image_files(folder, extensions, recursive=True):
-    found = []
-    for dirpath, dirnames, names in os.walk(folder):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".")) if recursive else []
-        found += [os.path.join(dirpath, n) for n in sorted(names)
-                  if not n.startswith(".") and os.path.splitext(n)[1].lower() in extensions]
-    return found
-
-
-def _scan(root):
-    """Image files under ``root``, with class labels from its immediate sub-folders that hold images."""
-    extensions = _extensions()
-    folders = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
-    per_class = {c: _image_files(root / c, extensions) for c in folders}
-    classes = [c for c in folders if per_class[c]]
-    if not classes:
-        files = _image_files(root, extensions)
-        return files, [-1] * len(files), []
-    loose = _image_files(root, extensions, recursive=False)
-    if loose:
-        warnings.warn(f"ImageFolder: {len(loose)} image file(s) directly under {str(root)!r} are in no class "
-                      f"sub-folder and are left out (first: {loose[0]}).", stacklevel=3)
-    files = [f for c in classes for f in per_class[c]]
-    labels = [i for i, c in enumerate(classes) for _ in per_class[c]]
-    return files, labels, classes
-
-
-def _header(path):
-    from PIL import Image
-
+def _check_value_range(value_range):
     try:
-        with Image.open(path) as im:
-            return im.size[1], im.size[0], im.mode
-    except Exception as exc:
-        raise ValueError(f"Could not read image file {path}: {exc}.") from None
-
-
-def _is_gray(path, mode):
-    if mode != "P":
-        return True
-    from PIL import Image
-
-    with Image.open(path) as im:  # a palette image is gray when its palette is
-        rgb = np.asarray(im.convert("RGB"))
-    return bool((rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all())
-
-
-def _decodes(path):
-    """Whether ``path`` decodes (JPEGs at reduced size, which still reads every byte)."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as im:
-            im.draft(im.mode, (max(1, im.size[0] // 8), max(1, im.size[1] // 8)))
-            im.load()
-        return True
-    except Exception:
-        return False
-
-
-def _decode(path, channels):
-    import torch
-    from torchvision.io import ImageReadMode, decode_image, read_file
-
-    mode = ImageReadMode.GRAY if channels == 1 else ImageReadMode.RGB
-    try:
-        with warnings.catch_warnings():  # torchvision 0.29 deprecates its decoders in favour of torchcodec
-            warnings.simplefilter("ignore", DeprecationWarning)
-            image = decode_image(read_file(path), mode=mode, apply_exif_orientation=True)
-        if image.ndim == 4:  # an animated GIF: its first frame
-            image = image[0]
-        if image.shape[0] != channels:  # GIFs can ignore the read mode: let PIL convert
-            raise ValueError("channel count")
-        if image.dtype != torch.uint8:  # 16-bit PNGs: the high byte, as PIL's 8-bit conversion
-            image = (image.to(torch.int32) >> 8).to(torch.uint8)
-        return image
-    except Exception:
-        from PIL import Image, ImageOps
-
-        with Image.open(path) as im:
-            im = ImageOps.exif_transpose(im)
-            if im.mode.startswith("I;16") or im.mode == "I":  # 16/32-bit gray: scale, do not clip
-                a = np.asarray(im, dtype=np.float64)
-                im = Image.fromarray((a * 255.0 / (65535.0 if im.mode.startswith("I;16") else max(a.max(), 1))).astype(np.uint8))
-            array = np.asarray(im.convert("L" if channels == 1 else "RGB"))
-        array = array[:, :, None] if array.ndim == 2 else array
-        return torch.from_numpy(array.transpose(2, 0, 1).copy())
+        low, high = (float(v) for v in value_range)
+    except (TypeError, ValueError):
+        raise ValueError(f"value_range must be None or (low, high); got {value_range!r}.") from None
+    if not (np.isfinite(low) and np.isfinite(high) and low < high):
+        raise ValueError(f"value_range must be two finite numbers with low < high; got {value_range!r}.")
+    return (low, high)

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._distributed import mean_over_ranks
+from .._distributed import all_reduce
 
 
 class MemoryBank(nn.Module):
@@ -47,14 +47,6 @@ class MemoryBank(nn.Module):
         self.register_buffer("log_z", torch.tensor(0.0))
         self.register_buffer("log_z_known", torch.tensor(False))
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        # Files written before log_z_known existed marked an unknown log Z as NaN.
-        if prefix + "log_z" in state_dict and prefix + "log_z_known" not in state_dict:
-            log_z = state_dict[prefix + "log_z"]
-            state_dict[prefix + "log_z_known"] = torch.isfinite(log_z)
-            state_dict[prefix + "log_z"] = torch.nan_to_num(log_z, nan=0.0)
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-
     def __len__(self):
         return self.features.shape[0]
 
@@ -87,18 +79,35 @@ class MemoryBank(nn.Module):
         return torch.randint(0, len(self), (k,), generator=generator, device=self.features.device)
 
     def log_normaliser(self, logits):
-        """``log Z``: set once to ``log(n) + log(mean(exp(logits)))`` of the first call, then fixed.
+        """``log Z``: set once to ``log(n) + log(mean(exp(logits)))`` of the first batch, then fixed.
 
         As in NPID's reference code (and VISSL's PIRL), Z is estimated from
-        the first batch's scores and kept as a constant; computed without a
-        host sync, so it is cheap every step.
+        the first batch's scores and kept as a constant. Under torchrun the
+        mean runs over the global batch (all-reduced maximum, sum of
+        exponentials and count), so every process holds the one-process Z.
+        Whether Z is known is read from the buffer once and then cached, so
+        later steps cost neither a host sync nor a collective.
         """
-        logits = logits.detach().float()
-        estimate = math.log(len(self)) + torch.logsumexp(logits.flatten(), 0) - math.log(logits.numel())
-        estimate = mean_over_ranks(estimate)  # one Z for every torchrun process
-        self.log_z.copy_(torch.where(self.log_z_known, self.log_z, estimate))
+        if self.__dict__.get("_known") is None:
+            self._known = bool(self.log_z_known)
+        if self._known:
+            return self.log_z
+        logits = logits.detach().float().flatten()
+        top = all_reduce(logits.max(), "max")
+        sums = all_reduce(torch.stack([(logits - top).exp().sum(), torch.tensor(float(logits.numel()), device=logits.device)]))
+        self.log_z.copy_(math.log(len(self)) + top + sums[0].log() - sums[1].log())
         self.log_z_known.fill_(True)
+        self._known = True
         return self.log_z
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # Files written before log_z_known existed marked an unknown log Z as NaN.
+        if prefix + "log_z" in state_dict and prefix + "log_z_known" not in state_dict:
+            log_z = state_dict[prefix + "log_z"]
+            state_dict[prefix + "log_z_known"] = torch.isfinite(log_z)
+            state_dict[prefix + "log_z"] = torch.nan_to_num(log_z, nan=0.0)
+        self._known = None  # read the loaded flag again
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
 class Queue(nn.Module):

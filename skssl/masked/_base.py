@@ -26,6 +26,9 @@ class MaskedImageModel(BaseSSL):
         dims = backbone.stage_dims(c, size)
         if not -len(dims) <= self.stage < len(dims):
             raise ValueError(f"stage={self.stage} but the backbone has {len(dims)} stages (valid: {-len(dims)} to {len(dims) - 1}).")
+        if self.pool == "cls" and self.stage % len(dims) == 0:
+            raise ValueError(f"pool='cls' at stage={self.stage} (the patch embedding) would embed every image as the same "
+                             "learned class token, which no block has seen the image through yet; use a later stage or pool='mean'.")
         self.embedding_dim_ = int(dims[self.stage])
         self.networks_ = nn.ModuleDict({"backbone": backbone})
 

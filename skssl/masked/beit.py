@@ -12,7 +12,7 @@ from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
-from .._distributed import broadcast_state
+from .._distributed import broadcast_object, broadcast_state, weighted_mean
 from ..augment import Augment
 from ._base import MaskedImageModel
 from .tokenizer import VQTokenizer, fit_tokenizer
@@ -85,7 +85,8 @@ class BEiT(MaskedImageModel):
     codebook updates and restarts of unused codes
     (:class:`skssl.masked.tokenizer.VQTokenizer`), for ``tokenizer_epochs``
     epochs on (a seeded sample of at most 20,000 of) the training images,
-    with the same augmentation; then it stays frozen. It is kept in
+    with the same augmentation; then it stays frozen. Under torchrun, rank 0
+    trains the tokenizer while the other processes wait for its weights. It is kept in
     ``tokenizer_``; pass a trained one as ``tokenizer=`` to skip this step
     (for example ``tokenizer=other_beit.tokenizer_``). The paper's relative
     position bias and layer scale are not used (the ViT is shared with the
@@ -178,17 +179,22 @@ class BEiT(MaskedImageModel):
     def _before_epoch(self, images, epoch):
         if epoch != 0 or self.tokenizer is not None:
             return
+        if "_tokenizer_metrics" in self.__dict__:  # an out-of-memory retry restarts the epochs: train it once
+            self._epoch_metrics.update(self._tokenizer_metrics)
+            return
         h, w, c = self.image_shape_
         limit = max(256, min(TOKENIZER_SAMPLE, (512 << 20) // (4 * h * w * c)))
-        index = torch.randperm(len(images))[:limit].sort().values
+        sample = torch.Generator().manual_seed(self._generator.initial_seed())
+        index = torch.randperm(len(images), generator=sample)[:limit].sort().values
         stored = images.batch(index) if hasattr(images, "batch") else images[index.to(images.device)]
-        device, batch_size = self._generator.device, min(self.batch_size, len(stored))
+        # The loop's batch size: halved by an out-of-memory retry like the main batch.
+        device, batch_size = self._generator.device, min(self._batch_size, len(stored))
 
         def batches():
             for _ in range(self.tokenizer_epochs):
-                order = torch.randperm(len(stored))
+                order = torch.randperm(len(stored), generator=sample)
                 for i in range(len(stored) // batch_size):
-                    if getattr(self, "_interrupted", False):  # Ctrl-C stops the tokenizer too
+                    if self._interrupted or self._loop_time_is_up():  # Ctrl-C and max_time stop the tokenizer too
                         return
                     x = self._prepare(stored[order[i * batch_size:(i + 1) * batch_size].to(stored.device)], device)
                     yield self._augment(x)
@@ -196,11 +202,15 @@ class BEiT(MaskedImageModel):
         tokenizer = self.networks_["tokenizer"]
         tokenizer.input_mean.copy_(torch.as_tensor(self.channel_mean_))
         tokenizer.input_std.copy_(torch.as_tensor(self.channel_std_))
-        loss = fit_tokenizer(tokenizer, batches(), self._generator)
-        broadcast_state(tokenizer)  # under torchrun every rank keeps rank 0's tokenizer
+        # Under torchrun rank 0 trains the tokenizer while the others wait for it in the broadcast
+        # (so the process group's timeout must exceed its training time).
+        loss = fit_tokenizer(tokenizer, batches(), self._generator) if self._rank == 0 else None
+        broadcast_state(tokenizer)
+        loss = broadcast_object(loss)
         with torch.no_grad():
             ids = torch.cat([tokenizer.encode(self._prepare(chunk, device)) for chunk in stored.split(batch_size)])
-        self._epoch_metrics.update(tokenizer_loss=loss, codebook_usage=ids.unique().numel() / tokenizer.n_tokens)
+        self._tokenizer_metrics = dict(tokenizer_loss=loss, codebook_usage=ids.unique().numel() / tokenizer.n_tokens)
+        self._epoch_metrics.update(self._tokenizer_metrics)
 
     def _beit_masks(self, n, grid, generator, device):
         t = grid[0] * grid[1]
@@ -229,8 +239,7 @@ class BEiT(MaskedImageModel):
         ids, mask, logits = self._beit_targets_and_logits(self._augment(x), self._generator)
         with torch.autocast(x.device.type, enabled=False):
             per_patch = F.cross_entropy(logits.float().flatten(0, 1), ids.flatten(), reduction="none")
-            weight = mask.flatten().float()
-            return (per_patch * weight).sum() / weight.sum().clamp_min(1)
+            return weighted_mean(per_patch, mask.flatten().float())  # over the global batch's masked patches
 
     def tokenize(self, X):
         """Visual tokens of ``X`` from the fitted tokenizer: int64 array ``(n, patches)``, row-major."""

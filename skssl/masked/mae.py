@@ -9,7 +9,7 @@ from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
-from .._vit import Block, init_vit_weights, patchify, sincos_position_embedding, unpatchify
+from .._vit import Block, init_vit_weights, patchify, position_table, unpatchify
 from ..augment import Augment
 from ._base import MaskedImageModel
 
@@ -34,9 +34,12 @@ def random_masking(n, t, mask_ratio, generator, device):
 
 
 def normalize_patches(patches, eps=1e-6):
-    """Per-patch normalised pixels ``(p - mean) / sqrt(var + eps)``, with the mean and that std."""
+    """Per-patch normalised pixels ``(p - mean) / sqrt(var + eps)``, with the mean and that std.
+
+    The variance is the unbiased one, as in the authors' code.
+    """
     mean = patches.mean(dim=-1, keepdim=True)
-    std = (patches.var(dim=-1, keepdim=True, unbiased=False) + eps).sqrt()
+    std = (patches.var(dim=-1, keepdim=True, unbiased=True) + eps).sqrt()
     return (patches - mean) / std, mean, std
 
 
@@ -77,7 +80,7 @@ class MAEDecoder(nn.Module):
         n, t = restore.shape
         patches = torch.cat([x[:, 1:], self.mask_token.to(x.dtype).expand(n, t + 1 - x.shape[1], -1)], dim=1)
         patches = torch.gather(patches, 1, restore[..., None].expand(-1, -1, self.dim))
-        patches = patches + sincos_position_embedding(grid, self.dim, device=x.device).to(x.dtype)
+        patches = patches + position_table(grid, self.dim, x.device).to(x.dtype)
         hidden = self.norm(self.blocks(torch.cat([x[:, :1], patches], dim=1)))[:, 1:]
         return self.pixels(hidden), hidden
 
@@ -93,7 +96,9 @@ class MAE(MaskedImageModel):
     a shared mask token at every hidden position, predicts the hidden
     patches' pixels. The loss is the mean squared error on the hidden patches
     only, against each patch's pixels normalised by its own mean and std
-    (``norm_pix_loss=True``, the paper's better-transferring target).
+    (``norm_pix_loss=True``, the paper's better-transferring target, with
+    the unbiased per-patch variance as in the authors' code). AdamW runs with
+    the paper's betas (0.9, 0.95).
 
     ``transform`` embeds the whole, unmasked image: the mean of the patch
     tokens of backbone stage ``stage`` (``pool="mean"``) or the class token
@@ -155,8 +160,17 @@ class MAE(MaskedImageModel):
         "augment": [Augment, None],
     }
 
+    # The paper's AdamW betas (its appendix A.1).
+    _adam_betas = (0.9, 0.95)
+
     def _default_augment(self, image_size, channels):
         return Augment(crop_scale=(0.2, 1.0), flip_p=0.5, jitter_p=0.0, grayscale_p=0.0)
+
+    @property
+    def _fitted_norm_pix(self):
+        """Whether the fit predicted normalised pixels (its decoder has the stats head), whatever
+        ``norm_pix_loss`` says now: scoring and reconstruction use what the model learned."""
+        return self.networks_["decoder"].stats is not None
 
     def _build_networks(self):
         super()._build_networks()
@@ -186,8 +200,8 @@ class MAE(MaskedImageModel):
         pixels, hidden, mask = self._mae_predict(x_std, self._generator)
         target = patchify(x_std, self.backbone_.stages[0].patch_size)
         with torch.autocast(x.device.type, enabled=False):
-            loss = masked_patch_loss(pixels.float(), target.float(), mask, self.norm_pix_loss)
-            if self.norm_pix_loss:
+            loss = masked_patch_loss(pixels.float(), target.float(), mask, self._fitted_norm_pix)
+            if self._fitted_norm_pix:
                 _, mean, std = normalize_patches(target.float())
                 mean_hat, std_hat = self._mae_stats(hidden)
                 weight = mask[..., None].float()
@@ -201,7 +215,7 @@ class MAE(MaskedImageModel):
         return torch.Generator(device=self._device()).manual_seed(seed)
 
     def pretext_score(self, X, random_state=0):
-        """The training loss on ``X``: error on hidden patches (normalised pixels if ``norm_pix_loss``).
+        """The training loss on ``X``: error on hidden patches (normalised pixels if the fit used them).
 
         Lower is better; predicting every hidden patch as flat at its own mean
         scores the fraction of non-flat patches. Masks are drawn from
@@ -214,7 +228,7 @@ class MAE(MaskedImageModel):
         def errors(x):
             x_std = self._standardize(x)
             pixels, _, mask = self._mae_predict(x_std, generator)
-            target = normalize_patches(patchify(x_std, p))[0] if self.norm_pix_loss else patchify(x_std, p)
+            target = normalize_patches(patchify(x_std, p))[0] if self._fitted_norm_pix else patchify(x_std, p)
             per_patch = (pixels.float() - target.float()).pow(2).mean(-1)
             return torch.stack([(per_patch * mask).sum(1), mask.sum(1).float()], 1)
 
@@ -251,7 +265,7 @@ class MAE(MaskedImageModel):
             x_std = self._standardize(x)
             pixels, hidden, mask = self._mae_predict(x_std, generator)
             pixels = pixels.float()
-            if self.norm_pix_loss:
+            if self._fitted_norm_pix:
                 mean_hat, std_hat = self._mae_stats(hidden)
                 pixels = pixels * std_hat.clamp_min(0) + mean_hat
             patches = torch.where(mask[..., None], pixels, patchify(x_std.float(), p))

@@ -11,11 +11,14 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def as_feature_map(features):
+def as_feature_map(features, grid=None):
     """Backbone output -> ``(n, c, h, w)``.
 
-    Vectors ``(n, d)`` become ``(n, d, 1, 1)``; tokens ``(n, t, d)`` become a
-    square grid (a leading class token is dropped when ``t - 1`` is square).
+    Vectors ``(n, d)`` become ``(n, d, 1, 1)``; tokens ``(n, t, d)`` become
+    the ``grid`` ``(gh, gw)`` of patches they came from, after dropping a
+    leading class token (``t == gh * gw + 1``). Without a grid only a square
+    number of tokens (no class token) can be read: guessing from the count
+    would take a class token into a grid whenever ``1 + t`` is square.
     """
     if features.ndim == 4:
         return features
@@ -23,11 +26,23 @@ def as_feature_map(features):
         return features[:, :, None, None]
     if features.ndim == 3:
         n, t, d = features.shape
-        for drop in (0, 1):
-            side = math.isqrt(t - drop)
-            if side * side == t - drop:
-                return features[:, drop:].transpose(1, 2).reshape(n, d, side, side)
+        if grid is None:
+            side = math.isqrt(t)
+            grid = (side, side)
+        gh, gw = grid
+        if t in (gh * gw, gh * gw + 1):
+            return features[:, t - gh * gw:].transpose(1, 2).reshape(n, d, gh, gw)
+        raise ValueError(f"backbone output of shape {tuple(features.shape)} is not a {gh}x{gw} grid of tokens "
+                         "(with or without a class token).")
     raise ValueError(f"cannot read backbone output of shape {tuple(features.shape)} as a feature map (n, c, h, w).")
+
+
+def token_grid(backbone, image_size):
+    """The patch grid of a ViT backbone at ``image_size``; None for other networks."""
+    from .._vit import PatchEmbedding, patch_grid
+
+    first = backbone.stages[0]
+    return patch_grid(image_size, first.patch_size) if isinstance(first, PatchEmbedding) else None
 
 
 class Decoder(nn.Module):
@@ -54,10 +69,10 @@ class Decoder(nn.Module):
             c = width
         layers.append(nn.Conv2d(c, out_channels, 3, padding=1))
         self.body = nn.Sequential(*layers)
-        self.out_size = out_size
+        self.in_size, self.out_size = in_size, out_size
 
     def forward(self, features):
-        y = self.body(as_feature_map(features))
+        y = self.body(as_feature_map(features, self.in_size))
         if tuple(y.shape[-2:]) != self.out_size:
             y = F.interpolate(y, size=self.out_size, mode="bilinear", align_corners=False)
         return y
@@ -93,7 +108,8 @@ def feature_map_shape(backbone, in_channels, image_size):
     was_training = backbone.training
     backbone.eval()
     with torch.no_grad():
-        f = as_feature_map(backbone.feature_maps(torch.zeros(2, in_channels, *image_size), -1))
+        f = as_feature_map(backbone.feature_maps(torch.zeros(2, in_channels, *image_size), -1),
+                           token_grid(backbone, image_size))
     backbone.train(was_training)
     return f.shape[1], tuple(f.shape[-2:])
 

@@ -16,6 +16,7 @@ from torch import nn
 
 from ..augment import Augment
 from ..base import BaseSSL
+from .._distributed import weighted_mean
 from ..heads import mlp
 
 
@@ -205,4 +206,4 @@ class DeepClusterSSL(BaseSSL):
         index = self._batch_index
         weights = head.weights[index]
         losses = F.cross_entropy(logits.float(), head.assignments[index], reduction="none")
-        return (weights * losses).sum() / weights.sum()
+        return weighted_mean(losses, weights)  # normalised by the global batch's weight sum

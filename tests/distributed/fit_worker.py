@@ -19,8 +19,8 @@ checkpoint_dir = sys.argv[4] if len(sys.argv) > 4 and sys.argv[4] != "-" else No
 max_epochs = int(sys.argv[5]) if len(sys.argv) > 5 else 2
 X = load_digits_images(return_X_y=True)[0][:128]
 params = dict(max_epochs=max_epochs, batch_size=32, random_state=0, sync_batchnorm=True, checkpoint_dir=checkpoint_dir)
-if augment == "none":
-    params["augment"] = Augment.none()
+if augment == "none":  # and SGD: AdamW turns float noise in near-zero gradients into lr-sized steps
+    params.update(augment=Augment.none(), optimizer="sgd", lr=0.05)
 cls = getattr(skssl, method)
 est = cls(**params)
 if os.environ.get("SKSSL_LOG_EPOCHS"):

@@ -12,6 +12,7 @@ import torch.distributed as dist
 from torch import nn
 
 from skssl import _distributed
+from skssl.contrastive._memory import MemoryBank
 from skssl.contrastive.barlow_twins import barlow_twins_loss
 from skssl.contrastive.moco import info_nce
 from skssl.contrastive.vicreg import vicreg_loss
@@ -75,6 +76,11 @@ for name, (loss_fn, global_batch) in LOSSES.items():
         raw = [p.grad for p in model.module.net.parameters()]
         results["raw_all_gather_barlow"] = {
             "grad": max((a - b).abs().max().item() for a, b in zip(raw, [p.grad for p in single.parameters()]))}
+# NCE's normalising constant: half batches with very different scores on the two ranks.
+scores = torch.cat([torch.randn(8, 5, generator=g), 3 + torch.randn(8, 5, generator=g)])
+single_bank, bank = MemoryBank(100, 4), MemoryBank(100, 4)
+reference = single_bank.log_normaliser(scores)
+results["memory_bank_log_z"] = {"loss": abs(bank.log_normaliser(scores.chunk(world)[rank]).item() - reference.item())}
 if rank == 0:
     with open(sys.argv[1], "w") as f:
         json.dump(results, f)

@@ -80,3 +80,37 @@ def test_other_methods_train_a_vit(cls):
     est = cls(backbone=tiny_vit(), max_epochs=1, batch_size=16, random_state=0).fit(X[:32])
     Z = est.transform(X[:8])
     assert Z.shape == (8, 32) and np.isfinite(Z).all()
+
+
+def test_an_int_image_size_is_accepted_as_a_square():
+    vit = VisionTransformer(1, image_size=32, embed_dim=16, depth=1, num_heads=2)
+    assert vit.patch_size == auto_patch_size(32) == 4
+
+
+def test_position_tables_are_float32_and_built_once_per_grid(monkeypatch):
+    import skssl._vit as vit_module
+
+    vit_module._cached_table.cache_clear()
+    calls = []
+    original = vit_module.sincos_position_embedding
+    monkeypatch.setattr(vit_module, "sincos_position_embedding", lambda *a, **k: calls.append(a) or original(*a, **k))
+    embedding = tiny_vit().stages[0]
+    x = torch.zeros(2, 1, 8, 12)
+    first = embedding.positions(embedding.grid(x), x)
+    with torch.inference_mode():  # a table first built in transform must serve training too
+        embedding.positions((3, 3), x)
+    again = embedding.positions(embedding.grid(x), x)
+    assert len(calls) == 2 and first.dtype == torch.float32 and again.data_ptr() == first.data_ptr()
+    torch.testing.assert_close(first, sincos_position_embedding((4, 6), 32))
+    tokens = torch.zeros(2, 9, 32, requires_grad=True)
+    (tokens + embedding.positions((3, 3), tokens)).sum().backward()  # not an inference tensor
+
+
+def test_class_token_of_the_patch_embedding_stage_is_refused():
+    from skssl import MAE
+
+    X = load_digits_images(return_X_y=True)[0][:16]
+    with pytest.raises(ValueError, match="pool='cls' at stage=0"):
+        MAE(backbone=tiny_vit(), stage=0, pool="cls", max_epochs=1, batch_size=8).fit(X)
+    Z = MAE(backbone=tiny_vit(), stage=1, pool="cls", max_epochs=1, batch_size=8, random_state=0).fit(X).transform(X)
+    assert np.ptp(Z, axis=0).max() > 0  # a later stage's class token depends on the image

@@ -25,9 +25,40 @@ def test_decoder_uses_one_upsampling_stage_per_factor_of_two():
 def test_decoder_reads_vectors_and_tokens():
     assert make_decoder(32, 1, (1, 1), (4, 4))(torch.randn(3, 32)).shape == (3, 1, 4, 4)
     tokens_with_cls = torch.randn(3, 1 + 16, 32)
-    assert as_feature_map(tokens_with_cls).shape == (3, 32, 4, 4)
-    with pytest.raises(ValueError, match="feature map"):
+    assert as_feature_map(tokens_with_cls, (4, 4)).shape == (3, 32, 4, 4)
+    assert torch.equal(as_feature_map(tokens_with_cls, (4, 4))[:, :, 0, 0], tokens_with_cls[:, 1])
+    assert as_feature_map(torch.randn(3, 16, 32)).shape == (3, 32, 4, 4)
+    with pytest.raises(ValueError, match="feature map|grid"):
         as_feature_map(torch.randn(3, 7, 32))
+
+
+def test_tokens_of_a_non_square_grid_keep_the_patch_grid_and_leave_out_the_class_token():
+    # An 8x12 image at patch 2 is a 4x6 grid: 1 + 24 = 25 tokens, a square count that the old
+    # guess read as a 5x5 map with the class token in its corner.
+    from skssl._vit import VisionTransformer
+    from skssl.backbones import Backbone
+    from skssl.pretext._decoder import feature_map_shape, token_grid
+
+    backbone = Backbone(VisionTransformer(1, patch_size=2, embed_dim=16, depth=1, num_heads=2))
+    assert token_grid(backbone, (8, 12)) == (4, 6)
+    assert feature_map_shape(backbone, 1, (8, 12)) == (16, (4, 6))
+    tokens = backbone.feature_maps(torch.randn(2, 1, 8, 12))
+    assert tokens.shape[1] == 25
+    fmap = as_feature_map(tokens, (4, 6))
+    assert torch.equal(fmap.flatten(2).transpose(1, 2), tokens[:, 1:])  # every cell a patch token, in order
+
+
+def test_inpainting_on_a_vit_fits_a_non_square_image_on_its_patch_grid():
+    import numpy as np
+
+    from skssl import InpaintingSSL
+    from skssl._vit import VisionTransformer
+
+    X = np.random.default_rng(0).random((16, 8, 12)).astype(np.float32)
+    est = InpaintingSSL(backbone=VisionTransformer(patch_size=2, embed_dim=16, depth=1, num_heads=2),
+                        max_epochs=1, batch_size=8, random_state=0).fit(X)
+    assert est.networks_["decoder"].in_size == (4, 6)
+    assert est.transform(X).shape == (16, 16)
 
 
 def test_bad_sizes_raise():
