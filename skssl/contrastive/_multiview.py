@@ -152,10 +152,10 @@ MULTI_CROP_DOC = """n_global_crops : int, default=2
         Small views per image, at ``local_crop_size``, with crop area
         fractions in ``local_crop_scale``; 0 trains on the global crops alone.
         ``"auto"``: the papers' 6 from a working size of 28 pixels (local
-        crops of 12 pixels or more), none below, where a local crop is a few
-        pixels of the object: on the 8-px digits with 6 local crops of 4 px,
-        SwAV's and DINO's losses reached log K (the uniform collapse) within
-        10 of 30 epochs.
+        crops of 12 pixels or more), none below, where a local crop would be
+        3 or 4 pixels of the object. (Not a measured gain: on the 8-px digits
+        the collapse first seen with 6 local crops happened without them too,
+        and came from the heads; see SwAV and DINO.)
     global_crop_scale, local_crop_scale : tuple (low, high)
         Crop area as a fraction of the image, for the global and the local
         crops; they replace the ``crop_scale`` of ``augment`` and
