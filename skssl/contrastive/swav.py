@@ -65,8 +65,15 @@ class SwAV(MultiCropSSL):
         Hidden width of the projector (paper: 2048, for ResNet-50 features).
     temperature : float, default=0.1
         Softmax temperature of the predictions (paper: 0.1).
-    epsilon : float, default=0.05
-        Entropic regularisation of Sinkhorn-Knopp (paper: 0.05).
+    epsilon : float, default=0.02
+        Entropic regularisation of Sinkhorn-Knopp (paper: 0.05). At 0.05 the
+        codes of small-image features are nearly uniform, the predictions
+        follow, and the loss settles at log K (the uniform collapse): on the
+        digits the loss sat at log 300 from epoch 7 on, with 30 or 300
+        prototypes, with a queue, with local crops or without, and the
+        features scored 0.78-0.82 (10 labels per class) against the
+        random-init backbone's 0.833; at 0.02 the loss keeps falling (5.51
+        after 10 epochs) and the features score 0.843 after 10 epochs.
     sinkhorn_iterations : int, default=3
         Sinkhorn-Knopp iterations (paper: 3).
     queue_length : int, default=0
@@ -103,7 +110,7 @@ class SwAV(MultiCropSSL):
     (200, 128)
     """
 
-    _params = {"n_prototypes": 300, "projection_dim": 128, "hidden_dim": 512, "temperature": 0.1, "epsilon": 0.05,
+    _params = {"n_prototypes": 300, "projection_dim": 128, "hidden_dim": 512, "temperature": 0.1, "epsilon": 0.02,
                "sinkhorn_iterations": 3, "queue_length": 0, "freeze_prototypes_epochs": 1,
                "global_crop_scale": (0.14, 1.0), "local_crop_scale": (0.05, 0.14), "max_epochs": 30}
     _parameter_constraints = {
