@@ -100,3 +100,15 @@ def test_dino_beats_the_random_init_backbone_on_the_digits():
     dino = few_label_score(DINO(random_state=0).fit(X_DIGITS), X_DIGITS, Y_DIGITS, n_per_class=10, n_repeats=3)
     floor = few_label_score(RandomInit(random_state=0).fit(X_DIGITS), X_DIGITS, Y_DIGITS, n_per_class=10, n_repeats=3)
     assert dino > floor + 0.02
+
+
+def test_auto_backbone_is_the_vit_from_28_pixels_and_the_cnn_below():
+    est = DINO(out_dim=16, hidden_dim=16, bottleneck_dim=8)
+    est.image_shape_ = (28, 28, 1)
+    est._build_networks()
+    assert est.embedding_dim_ == 192  # vit_tiny's width
+    assert type(est.networks_["teacher_backbone"].stages[0]).__name__ == "PatchEmbedding"
+    est.image_shape_ = (8, 8, 1)
+    est._build_networks()
+    assert est.embedding_dim_ == 128  # the small CNN's last stage
+    assert type(est.networks_["teacher_backbone"].stages[0]).__name__ == "Sequential"
