@@ -73,7 +73,8 @@ class SwAV(MultiCropSSL):
         prototypes, with a queue, with local crops or without, and the
         features scored 0.78-0.82 (10 labels per class) against the
         random-init backbone's 0.833; at 0.02 the loss keeps falling (5.51
-        after 10 epochs) and the features score 0.843 after 10 epochs.
+        after 10 epochs) and the features score 0.843 after 10 epochs and
+        0.885 after the default 30.
     sinkhorn_iterations : int, default=3
         Sinkhorn-Knopp iterations (paper: 3).
     queue_length : int, default=0
