@@ -41,9 +41,9 @@ RESULTS = os.path.join(os.path.dirname(__file__), "results")
 
 
 def methods(names):
-    chosen = [cls for cls in skssl.ESTIMATORS if not names or cls.__name__ in names]
+    chosen = [cls for cls in skssl.IMAGE_ESTIMATORS if not names or cls.__name__ in names]
     baselines = [("RandomInit", RandomInit)]
-    if {cls.__name__ for cls in chosen} & {"MAE", "BEiT"}:  # their backbone is a ViT: its own untrained floor
+    if {cls.__name__ for cls in chosen} & {"MAE", "BEiT", "DINO"}:  # a ViT backbone (DINO's from 28 px): its own untrained floor
         baselines.append(("RandomInit (vit_tiny)", lambda **params: RandomInit(backbone="vit_tiny", **params)))
     return baselines + [(cls.__name__, cls) for cls in chosen]
 
@@ -85,7 +85,7 @@ def run(dataset, names, n_train, epochs, device, save, minutes=None, previous=No
     def record(row):  # written after every method, so a long run that stops keeps its rows
         rows.append(row)
         print(row, flush=True)
-        order = {cls.__name__: i for i, cls in enumerate((RandomInit,) + tuple(skssl.ESTIMATORS))}
+        order = {cls.__name__: i for i, cls in enumerate((RandomInit,) + tuple(skssl.IMAGE_ESTIMATORS))}
         rows.sort(key=lambda r: -1 if r["method"] == "raw pixels" else order.get(r["method"], 99))
         save(result)
 

@@ -44,7 +44,7 @@ DIGITS_AUGMENT = Augment(crop_scale=(0.6, 1.0), flip_p=0.0, degrees=10, saturati
 def estimators(epochs):
     """Every method with its default parameters at ``epochs`` epochs, and the two floors."""
     models = {"raw pixels": None, "RandomInit": RandomInit(random_state=0)}
-    for cls in skssl.ESTIMATORS:
+    for cls in skssl.IMAGE_ESTIMATORS:
         if cls is skssl.ColorizationSSL:  # it needs colour images; both data sets are grayscale
             continue
         models[cls.__name__] = cls(max_epochs=epochs, random_state=0)

@@ -1,8 +1,8 @@
-"""skssl: self-supervised learning for images, as scikit-learn estimators."""
+"""skssl: self-supervised learning for images and video, as scikit-learn estimators."""
 
 from .base import BaseSSL
 from .baselines import RandomInit
-from .contrastive import BYOL, PIRL, BarlowTwins, InstanceDiscriminationSSL, MoCo, SimCLR, SimSiam, VICReg
+from .contrastive import BYOL, DINO, PIRL, BarlowTwins, InstanceDiscriminationSSL, MoCo, SimCLR, SimSiam, SwAV, VICReg
 from .datasets import load_digits_images, load_fashion_mnist
 from .diagnostics import (alignment_uniformity, compare_pretexts, implicit_dimensionality, pretext_generalization,
                           random_label_baseline)
@@ -26,17 +26,19 @@ from .video import FrameOrderSSL, PredictiveCodingSSL, TemporalClassificationSSL
 
 __version__ = "0.2.0"
 
-# Every public self-supervised estimator, in the order the field developed them.
-ESTIMATORS = (
+# Every public self-supervised estimator of images, in the order the field developed them.
+IMAGE_ESTIMATORS = (
     RotationSSL, JigsawSSL, RelativePositionSSL, ColorizationSSL, SplitBrainSSL, InpaintingSSL,
     SuperResolutionSSL, DenoisingAutoencoderSSL, DeepClusterSSL, GANSSL,
-    InstanceDiscriminationSSL, PIRL, SimCLR, MoCo, BYOL, SimSiam, BarlowTwins, VICReg,
+    InstanceDiscriminationSSL, PIRL, SimCLR, MoCo, BYOL, SimSiam, BarlowTwins, VICReg, SwAV, DINO,
     BEiT, MAE,
-    FrameOrderSSL, TemporalContrastiveSSL, TemporalClassificationSSL, PredictiveCodingSSL,
 )
+# ... and of video clips (n, t, h, w[, c]).
+VIDEO_ESTIMATORS = (FrameOrderSSL, TemporalContrastiveSSL, TemporalClassificationSSL, PredictiveCodingSSL)
+ESTIMATORS = IMAGE_ESTIMATORS + VIDEO_ESTIMATORS
 
 __all__ = [
-    "BaseSSL", "RandomInit", "ESTIMATORS", "load",
+    "BaseSSL", "RandomInit", "ESTIMATORS", "IMAGE_ESTIMATORS", "VIDEO_ESTIMATORS", "load",
     *(cls.__name__ for cls in ESTIMATORS),
     "embedding_diagnostics", "few_label_score", "knn_score", "linear_probe_score",
     "alignment_uniformity", "compare_pretexts", "implicit_dimensionality", "pretext_generalization",

@@ -387,22 +387,28 @@ class Augment:
         return f"{type(self).__name__}({', '.join(changed)})"
 
     def __call__(self, x: Tensor, generator: torch.Generator, boxes=None,
-                 center_alpha: float = 1.0) -> Tensor:
+                 center_alpha: float = 1.0, size=None) -> Tensor:
         """Augment a batch (B, C, H, W); returns `x` itself when every op is disabled.
 
         ``boxes`` (B, 4) and ``center_alpha`` place the crop centres as in
         :func:`crop_flip_affine_matrices` (ContrastiveCrop); ``None`` is the
-        plain random resized crop.
+        plain random resized crop. ``size`` (int or (h, w)) resamples the crop
+        to that output size in the same warp (multi-crop's small local views);
+        ``None`` keeps (H, W). The blur kernel follows the output size.
         """
         if x.dtype in (torch.float16, torch.bfloat16) and self != Augment.none():
-            return self(x.float(), generator, boxes, center_alpha).to(x.dtype)
+            return self(x.float(), generator, boxes, center_alpha, size).to(x.dtype)
         B, _, H, W = x.shape
-        if self.crop_scale is not None or self.flip_p > 0 or self.degrees or self.translate:
+        size = None if size is None else _pair(size)
+        if size is not None and (len(size) != 2 or min(size) < 1):
+            raise ValueError(f"Augment size must be a positive int or (h, w); got {size!r}.")
+        size = size if size is not None and tuple(size) != (H, W) else None
+        if size is not None or self.crop_scale is not None or self.flip_p > 0 or self.degrees or self.translate:
             theta = crop_flip_affine_matrices(
                 B, generator, H, W, scale=self.crop_scale, ratio=self.crop_ratio,
                 flip_p=self.flip_p, degrees=self.degrees, translate=self.translate, dtype=x.dtype,
-                boxes=boxes, center_alpha=center_alpha)
-            x = _warp(x, theta, inside=not (self.degrees or self.translate))
+                boxes=boxes, center_alpha=center_alpha, out_size=size)
+            x = _warp(x, theta, size, inside=not (self.degrees or self.translate))
         # Grayscale is fused into the colour map (saturation 0), after jitter as in SimCLR.
         x = _color(x, generator, self.brightness, self.contrast, self.saturation,
                    self.jitter_p, self.grayscale_p, self.hue)

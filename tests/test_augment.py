@@ -341,3 +341,24 @@ def test_cuda_stays_on_device_and_is_deterministic():
     y = aug(x, g())
     assert y.is_cuda and y.shape == x.shape and torch.equal(y, aug(x, g()))
     assert aug(x.half(), g()).dtype == torch.half
+
+
+def test_augment_size_resamples_the_crop_in_one_warp():
+    # Multi-crop's local views: the crop goes straight to the small size.
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(6, 3, 16, 16, generator=g)
+    out = Augment(crop_scale=(0.05, 0.4))(x, torch.Generator().manual_seed(1), size=(6, 5))
+    assert out.shape == (6, 3, 6, 5) and 0 <= out.min() and out.max() <= 1
+    # A full-image crop to a smaller size is a bilinear resize of the whole image.
+    full = Augment(crop_scale=None, flip_p=0.0, jitter_p=0.0, grayscale_p=0.0)
+    ramp = torch.linspace(0, 1, 16).expand(1, 1, 16, 16).contiguous()
+    small = full(ramp, torch.Generator().manual_seed(1), size=8)
+    torch.testing.assert_close(small, torch.nn.functional.interpolate(ramp, size=8, mode="bilinear", align_corners=False))
+    # The working size itself draws exactly what a call without ``size`` draws.
+    aug = Augment.moco_v2(16, 3)
+    torch.testing.assert_close(aug(x, torch.Generator().manual_seed(2), size=16), aug(x, torch.Generator().manual_seed(2)))
+
+
+def test_augment_size_rejects_bad_sizes():
+    with pytest.raises(ValueError, match="size"):
+        Augment()(torch.rand(2, 1, 8, 8), torch.Generator(), size=(0, 4))

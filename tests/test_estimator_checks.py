@@ -20,6 +20,8 @@ SMALL_HEADS = {
     "SimSiam": dict(projection_dim=8, predictor_hidden_dim=4),
     "BarlowTwins": dict(projection_dim=8),
     "VICReg": dict(projection_dim=8),
+    "SwAV": dict(n_prototypes=8, projection_dim=8, hidden_dim=16, n_local_crops=2),
+    "DINO": dict(out_dim=16, hidden_dim=16, bottleneck_dim=8, n_local_crops=2),
     "BEiT": dict(backbone=VisionTransformer(patch_size=2, embed_dim=16, depth=1, num_heads=2), n_tokens=8, tokenizer_epochs=1),
     "MAE": dict(backbone=VisionTransformer(patch_size=2, embed_dim=16, depth=1, num_heads=2), decoder_dim=16,
                 decoder_depth=1, decoder_heads=2),
