@@ -170,6 +170,9 @@ def main():
             lines += quality_table(result, _before(path), title(name, result))
         else:
             lines += other_table(name, result)
+            figure = os.path.join(HERE, "..", "docs", "images", name[:-5] + ".png")
+            if os.path.exists(figure):  # a script's own plot of its results, e.g. benchmarks/semi.py
+                lines += [f"![{name[:-5]}](images/{name[:-5]}.png)", ""]
     lines += fashion_verdict(results)
     with open(OUT, "w") as f:
         f.write("\n".join(lines))

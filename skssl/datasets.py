@@ -450,4 +450,12 @@ def _check_value_range(value_range):
         raise ValueError(f"value_range must be two finite numbers with low < high; got {value_range!r}.")
     return (low, high)
 
-from .video._data import make_moving_images  # noqa: E402,F401  (video data lives with the video methods)
+
+def __getattr__(name):
+    # The video data lives with the video methods (which import torch); read it on first use,
+    # so that this module still imports without torch.
+    if name == "make_moving_images":
+        from .video._data import make_moving_images
+
+        return make_moving_images
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -141,9 +141,10 @@ def test_two_process_fit_ends_equal_on_both_ranks_and_matches_one_process(method
     # float summation order. (With AdamW, float noise in near-zero gradients, such as those of
     # biases in front of a BatchNorm, becomes lr-sized steps: SimCLR's weights then drift 4e-3
     # apart in 2 epochs.) Measured: epoch 1 agrees to 1e-7, epoch 2 to 2e-4; weights 4e-4 and
-    # 3e-5 (median tensor), 1.4e-2 (worst); embeddings 3e-3 and 5e-3.
+    # 3e-5 (median tensor), 1.4e-2 (worst); embeddings 3e-3 and 5e-3. BYOL with the BatchNorm
+    # on its projector's output: epoch 2 2.5e-3 apart (the SGD test above holds its steps to 1e-4).
     np.testing.assert_allclose(r0["history"][0], one["history"][0], rtol=1e-5)
-    np.testing.assert_allclose(r0["history"], one["history"], rtol=1e-3)
+    np.testing.assert_allclose(r0["history"], one["history"], rtol=1e-2)
     rel = [float((r0["state"][k].float() - v.float()).norm() / (v.float().norm() + 1e-12))
            for k, v in one["state"].items() if v.is_floating_point()]
     assert np.median(rel) < 1e-3 and max(rel) < 0.1, (np.median(rel), max(rel))

@@ -261,6 +261,8 @@ PUBLIC = [obj for name in skssl.__all__
 @pytest.mark.parametrize("cls", PUBLIC, ids=lambda cls: cls.__name__)
 def test_every_public_estimator_round_trips(cls, tmp_path):
     X_rgb = np.random.default_rng(1).random((16, 8, 8, 3)).astype(np.float32)
+    if cls in skssl.VIDEO_ESTIMATORS:  # clips of 8 RGB frames (as many as FrameOrderSSL samples)
+        X_rgb = np.random.default_rng(1).random((16, 8, 8, 8, 3)).astype(np.float32)
     est = cls(max_epochs=1, batch_size=8, random_state=0).fit(X_rgb)
     save(est, tmp_path / "m.skssl")
     np.testing.assert_array_equal(load(tmp_path / "m.skssl").transform(X_rgb), est.transform(X_rgb))

@@ -97,7 +97,10 @@ def test_centring_keeps_the_teacher_from_collapsing_and_without_it_it_collapses(
 
 @pytest.mark.slow
 def test_dino_beats_the_random_init_backbone_on_the_digits():
-    dino = few_label_score(DINO(random_state=0).fit(X_DIGITS), X_DIGITS, Y_DIGITS, n_per_class=10, n_repeats=3)
+    # A CPU-test budget (10 epochs on 1,000 digits): measured 0.864 against the floor's 0.830;
+    # the default 30 epochs on all 1,797 give 0.893 (docs/benchmarks.md).
+    dino = few_label_score(DINO(max_epochs=10, random_state=0).fit(X_DIGITS[:1000]), X_DIGITS, Y_DIGITS, n_per_class=10,
+                           n_repeats=3)
     floor = few_label_score(RandomInit(random_state=0).fit(X_DIGITS), X_DIGITS, Y_DIGITS, n_per_class=10, n_repeats=3)
     assert dino > floor + 0.02
 

@@ -104,6 +104,8 @@ def test_queue_holds_recent_projections_and_enters_the_codes_once_full(monkeypat
 @pytest.mark.slow
 def test_swav_beats_the_random_init_backbone_on_the_digits():
     kw = dict(random_state=0)
-    swav = few_label_score(SwAV(**kw).fit(X_DIGITS), X_DIGITS, Y_DIGITS, n_per_class=10, n_repeats=3)
+    # 30 epochs on 1,000 digits (a CPU-test budget): measured 0.867 against the floor's 0.830
+    # (0.842 at 10 epochs, 0.852 at 20; 0.885 with all 1,797 digits).
+    swav = few_label_score(SwAV(**kw).fit(X_DIGITS[:1000]), X_DIGITS, Y_DIGITS, n_per_class=10, n_repeats=3)
     floor = few_label_score(RandomInit(**kw).fit(X_DIGITS), X_DIGITS, Y_DIGITS, n_per_class=10, n_repeats=3)
     assert swav > floor + 0.02
