@@ -18,11 +18,15 @@ from .._sources import is_dataset, is_streaming_input
 from ._network import ClassifierNetwork
 
 # Parameters a classifier passes on unchanged to the networks (and SSL estimators) it trains.
-SHARED = ("max_epochs", "batch_size", "lr", "weight_decay", "optimizer", "device", "precision", "verbose",
+SHARED = ("max_epochs", "max_time", "batch_size", "lr", "weight_decay", "optimizer", "device", "precision", "verbose",
           "num_workers", "sync_batchnorm", "checkpoint_dir", "checkpoint_every")
 
 SHARED_DOC = """max_epochs : int
         Passes over the training images of each network trained.
+    max_time : float, datetime.timedelta or None, default=None
+        Training-time budget in seconds of each network trained (see
+        :class:`skssl.base.BaseSSL`): it stops after the batch during which
+        the budget runs out and keeps its weights.
     batch_size : int, default=256
         Images per optimisation step (and per prediction batch).
     lr : float

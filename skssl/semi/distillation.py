@@ -92,7 +92,7 @@ class DistilledClassifier(TeacherStudentClassifier):
     }
 
     def __init__(self, teacher=None, *, student_backbone="small_cnn", temperature=1.0, alpha=0.0, augment="auto",
-                 dropout=0.0, backbone="auto", image_shape=None, image_size=None, max_epochs=30, batch_size=64,
+                 dropout=0.0, backbone="auto", image_shape=None, image_size=None, max_epochs=30, max_time=None, batch_size=64,
                  lr=1e-3, weight_decay=1e-4, optimizer="adamw", device="auto", precision="auto",
                  random_state=None, verbose=False, num_workers="auto", sync_batchnorm=False, checkpoint_dir=None,
                  checkpoint_every=1):
@@ -106,6 +106,7 @@ class DistilledClassifier(TeacherStudentClassifier):
         self.image_shape = image_shape
         self.image_size = image_size
         self.max_epochs = max_epochs
+        self.max_time = max_time
         self.batch_size = batch_size
         self.lr = lr
         self.weight_decay = weight_decay

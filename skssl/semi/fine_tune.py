@@ -107,13 +107,13 @@ class FineTuneClassifier(SemiSupervisedClassifier):
         "image_shape": [tuple, list, None],
         "image_size": [Interval(Integral, 1, None, closed="left"), tuple, list, None],
         **{k: BaseSSL._parameter_constraints[k] for k in (
-            "max_epochs", "batch_size", "lr", "weight_decay", "optimizer", "device", "precision", "random_state",
+            "max_epochs", "max_time", "batch_size", "lr", "weight_decay", "optimizer", "device", "precision", "random_state",
             "verbose", "num_workers", "sync_batchnorm", "checkpoint_dir", "checkpoint_every")},
     }
 
     def __init__(self, ssl="auto", *, refit_ssl="auto", head="linear", augment="auto", freeze_stages=0,
                  backbone_lr_scale=1.0, class_balance=False, dropout=0.0, backbone="auto", image_shape=None,
-                 image_size=None, max_epochs=30, batch_size=64, lr=1e-3, weight_decay=1e-4, optimizer="adamw",
+                 image_size=None, max_epochs=30, max_time=None, batch_size=64, lr=1e-3, weight_decay=1e-4, optimizer="adamw",
                  device="auto", precision="auto", random_state=None, verbose=False, num_workers="auto",
                  sync_batchnorm=False, checkpoint_dir=None, checkpoint_every=1):
         self.ssl = ssl
@@ -128,6 +128,7 @@ class FineTuneClassifier(SemiSupervisedClassifier):
         self.image_shape = image_shape
         self.image_size = image_size
         self.max_epochs = max_epochs
+        self.max_time = max_time
         self.batch_size = batch_size
         self.lr = lr
         self.weight_decay = weight_decay
@@ -174,7 +175,7 @@ class FineTuneClassifier(SemiSupervisedClassifier):
             from ..contrastive import SimCLR
 
             ssl = SimCLR(backbone=self.backbone, image_shape=self.image_shape, image_size=self.image_size,
-                         random_state=seed, device=self.device, precision=self.precision, verbose=self.verbose,
+                         max_time=self.max_time, random_state=seed, device=self.device, precision=self.precision, verbose=self.verbose,
                          num_workers=self.num_workers, sync_batchnorm=self.sync_batchnorm,
                          checkpoint_dir=self.checkpoint_dir, checkpoint_every=self.checkpoint_every)
             return ssl.fit(X)

@@ -143,7 +143,7 @@ class NoisyStudentClassifier(TeacherStudentClassifier):
 
     def __init__(self, teacher=None, *, n_iterations=1, pseudo_labels="soft", threshold=0.0, class_balance=True,
                  student_backbone="auto", augment="auto", dropout=0.5, drop_path=0.2, backbone="auto",
-                 image_shape=None, image_size=None, max_epochs=30, batch_size=64, lr=1e-3, weight_decay=1e-4,
+                 image_shape=None, image_size=None, max_epochs=30, max_time=None, batch_size=64, lr=1e-3, weight_decay=1e-4,
                  optimizer="adamw", device="auto", precision="auto", random_state=None, verbose=False,
                  num_workers="auto", sync_batchnorm=False, checkpoint_dir=None, checkpoint_every=1):
         self.teacher = teacher
@@ -159,6 +159,7 @@ class NoisyStudentClassifier(TeacherStudentClassifier):
         self.image_shape = image_shape
         self.image_size = image_size
         self.max_epochs = max_epochs
+        self.max_time = max_time
         self.batch_size = batch_size
         self.lr = lr
         self.weight_decay = weight_decay

@@ -187,3 +187,9 @@ def test_memmaps_and_torch_datasets_train_on_their_labelled_rows(small_xy, tmp_p
     # the memmap is read batch by batch but trains on exactly the rows in memory would
     np.testing.assert_allclose(FineTuneClassifier(ssl=None, **FAST).fit(memmap, y).decision_function(X),
                                in_memory.decision_function(X), rtol=1e-5, atol=1e-5)
+
+
+def test_max_time_reaches_the_network_it_trains(small_xy):
+    X, y = small_xy
+    clf = FineTuneClassifier(ssl=None, max_epochs=5, max_time=1e-6, batch_size=32, random_state=0).fit(X, y)
+    assert len(clf.network_.history_) == 1 and clf.network_.history_[0]["stopped"] == "max_time"
