@@ -129,6 +129,7 @@ def main():
     parser.add_argument("--device", default="auto")
     parser.add_argument("--repeats", type=int, default=2, help="alternate skssl and hand-written runs this many times")
     parser.add_argument("--out", help="result file name without .json (default throughput_<device>)")
+    parser.add_argument("--add", action="store_true", help="replace only these methods' rows in an existing result file")
     args = parser.parse_args()
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
     rng = np.random.RandomState(0)
@@ -161,6 +162,13 @@ def main():
     }
     os.makedirs(RESULTS, exist_ok=True)
     path = os.path.join(RESULTS, f"{args.out or 'throughput_' + device.type}.json")
+    if args.add and os.path.exists(path):  # keep the other methods' rows of the same setup
+        with open(path) as f:
+            previous = json.load(f)
+        if previous.get("setup") != result["setup"]:
+            raise SystemExit(f"--add: {path} was measured with another setup ({previous.get('setup')!r})")
+        names = {r["method"] for r in rows}
+        result["rows"] = [r for r in previous["rows"] if r["method"] not in names] + rows
     with open(path, "w") as f:
         json.dump(result, f, indent=1)
     print("wrote", path)

@@ -27,7 +27,7 @@ SHARED_DOC = """max_epochs : int
         Training-time budget in seconds of each network trained (see
         :class:`skssl.base.BaseSSL`): it stops after the batch during which
         the budget runs out and keeps its weights.
-    batch_size : int, default=256
+    batch_size : int
         Images per optimisation step (and per prediction batch).
     lr : float
         Peak learning rate (linear warm-up over the first 10% of the steps,
@@ -155,22 +155,26 @@ class SemiSupervisedClassifier(ClassifierMixin, BaseEstimator):
     def _shared_params(self):
         return {k: getattr(self, k) for k in SHARED}
 
-    def _fit_network(self, X, index, soft, hard, *, reference=None, seed=None, **params):
+    def _fit_network(self, X, index, soft, hard, *, reference=None, seed=None, head_init=None, **params):
         """Train a :class:`ClassifierNetwork` on images ``X[index]`` with per-image targets.
 
         ``soft``: (len(index), n_classes) target distributions; ``hard``:
         (len(index),) class codes, -1 where none. ``reference``: a fitted SSL
         estimator (or network) whose backbone and input statistics start the
-        fit. Returns the fitted network.
+        fit. ``head_init``: (weight, bias) of the head's last linear layer.
+        Returns the fitted network.
         """
         order = np.argsort(index, kind="stable")
         index, soft, hard = np.asarray(index)[order], np.asarray(soft, np.float32)[order], np.asarray(hard)[order]
         key_parts = [index, soft, hard]
         if reference is not None:
             key_parts.append({k: v.cpu().numpy() for k, v in reference.networks_["backbone"].state_dict().items()})
+        if head_init is not None:
+            key_parts.append(head_init)
         params = {**self._shared_params(), **params}
         network = ClassifierNetwork(random_state=seed, target_key=joblib.hash(key_parts), **params)
         network._reference = reference
+        network._head_init = head_init
         network._soft_targets = torch.from_numpy(soft)
         network._hard_targets = torch.from_numpy(hard.astype(np.int64))
         try:
@@ -178,7 +182,7 @@ class SemiSupervisedClassifier(ClassifierMixin, BaseEstimator):
         except ValueError as exc:
             raise ValueError(str(exc).replace(type(network).__name__, type(self).__name__)) from None
         finally:
-            for name in ("_reference", "_soft_targets", "_hard_targets"):
+            for name in ("_reference", "_head_init", "_soft_targets", "_hard_targets"):
                 network.__dict__.pop(name, None)
         return network
 

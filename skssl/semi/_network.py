@@ -92,6 +92,12 @@ class ClassifierNetwork(BaseSSL):
             if self.head == "projection":
                 first = nn.Sequential(*_projection_layer(reference))
                 self.networks_["classifier"][:3].load_state_dict(first.state_dict())
+        head_init = getattr(self, "_head_init", None)
+        if head_init is not None:
+            last = self.networks_["classifier"][-1]
+            with torch.no_grad():
+                last.weight.copy_(torch.as_tensor(head_init[0], dtype=last.weight.dtype))
+                last.bias.copy_(torch.as_tensor(head_init[1], dtype=last.bias.dtype))
         n_stages = len(self.networks_["backbone"].stages)
         if self.freeze_stages > n_stages:
             raise ValueError(f"freeze_stages={self.freeze_stages} but the backbone has {n_stages} stages.")
@@ -205,6 +211,33 @@ class ClassifierNetwork(BaseSSL):
         head = copy.deepcopy(self.networks_["classifier"]).cpu().double().eval()
         with torch.inference_mode():
             return head(features).numpy()
+
+
+def probe_head(features, codes, n_classes):
+    """(weight, bias) of a linear layer from a logistic regression on ``features``: LP-FT's start.
+
+    Kumar et al. (ICLR 2022, "Fine-tuning can distort pretrained features")
+    fit the head as a linear probe first and fine-tune from there: a random
+    head sends large, arbitrary gradients into the pretrained backbone in the
+    first steps, which with few labels undoes much of what it learned.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    # Standardised as in skssl's linear probes (pooled features can be tiny, and L2 regularisation
+    # would then flatten the probe), then the scaling folded into the layer: w.(z - m)/s + b.
+    features = np.asarray(features, dtype=np.float64)
+    mean, std = features.mean(0), features.std(0)
+    std[std == 0] = 1
+    probe = LogisticRegression(max_iter=2000).fit((features - mean) / std, codes)
+    coef, intercept = probe.coef_ / std, probe.intercept_ - probe.coef_ @ (mean / std)
+    weight = np.zeros((n_classes, features.shape[1]), dtype=np.float32)
+    bias = np.zeros(n_classes, dtype=np.float32)
+    if n_classes == 2:  # one logit difference w.z + b, split symmetrically over the two logits
+        weight[1], bias[1] = coef[0] / 2, intercept[0] / 2
+        weight[0], bias[0] = -weight[1], -bias[1]
+    else:
+        weight[probe.classes_], bias[probe.classes_] = coef, intercept
+    return weight, bias
 
 
 def _projection_layer(reference):

@@ -1,5 +1,6 @@
 """Fine-tuning a self-supervised backbone end to end on the labelled images."""
 
+import copy
 from numbers import Integral, Real
 
 from sklearn.base import _fit_context, clone
@@ -9,7 +10,8 @@ from torch import nn
 from ..augment import Augment
 from ..backbones import BACKBONES
 from ..base import BaseSSL
-from ._base import SEMI_DOC, SHARED_DOC, SemiSupervisedClassifier, balanced_index, one_hot
+from ._base import SEMI_DOC, SHARED_DOC, SemiSupervisedClassifier, balanced_index, one_hot, subset
+from ._network import _projection_layer, probe_head
 
 
 class FineTuneClassifier(SemiSupervisedClassifier):
@@ -48,6 +50,18 @@ class FineTuneClassifier(SemiSupervisedClassifier):
         projection head (copied with its weights), then a linear layer, as
         SimCLRv2 found better with few labels; needs a method with an MLP
         projector (SimCLR, MoCo, BYOL, SimSiam, Barlow Twins).
+    head_init : {"random", "probe"}, default="random"
+        ``"random"``: the usual random initialisation of the head.
+        ``"probe"``: its last linear layer starts as a (standardised)
+        logistic regression on the pretrained features of the labelled
+        images, as in LP-FT (Kumar et al. 2022), so that the first
+        gradients do not come from an arbitrary head. Measured at 300
+        fine-tuning steps it made no difference on Fashion-MNIST's 100
+        labels (0.684 against 0.686) and cost 0.05 on the digits' (0.883
+        against 0.930), where the pretrained features were weaker than
+        what fine-tuning learns; at 30 steps it helped on Fashion-MNIST
+        (0.54 against 0.46). Without pretraining (``ssl=None``) the head
+        starts at random either way.
     augment : skssl.augment.Augment, "auto" or None, default="auto"
         Augmentation of the labelled images. ``"auto"``: the SSL method's own
         (its first view's for asymmetric recipes); with ``ssl=None``, a
@@ -69,12 +83,19 @@ class FineTuneClassifier(SemiSupervisedClassifier):
     image_shape, image_size : default=None
         As for the SSL estimators; used when ``ssl`` is None or "auto"
         (otherwise the SSL estimator's are used).
+    max_epochs : int or "auto", default="auto"
+        Fine-tuning epochs over the labelled images. ``"auto"``: 30, or more
+        when an epoch has fewer than 10 steps, so that fine-tuning takes at
+        least 300 optimisation steps (with 100 labels at batch 64 an epoch
+        is a single step). The SSL estimator keeps its own ``max_epochs``.
     {shared}
 
     Attributes
     ----------
     classes_ : ndarray of shape (n_classes,)
         The labels seen (``-1`` excluded).
+    n_epochs_ : int
+        Fine-tuning epochs ``max_epochs`` gave (see ``"auto"``).
     network_ : skssl.semi._network.ClassifierNetwork
         The fine-tuned network, a BaseSSL estimator: ``network_.transform``
         gives the fine-tuned embedding, ``network_.backbone_`` the backbone.
@@ -98,6 +119,7 @@ class FineTuneClassifier(SemiSupervisedClassifier):
         "ssl": [HasMethods(["fit", "transform"]), StrOptions({"auto"}), None],
         "refit_ssl": [StrOptions({"auto"}), "boolean"],
         "head": [StrOptions({"linear", "projection"})],
+        "head_init": [StrOptions({"probe", "random"})],
         "augment": [Augment, StrOptions({"auto"}), None],
         "freeze_stages": [Interval(Integral, 0, None, closed="left")],
         "backbone_lr_scale": [Interval(Real, 0, None, closed="left")],
@@ -106,19 +128,21 @@ class FineTuneClassifier(SemiSupervisedClassifier):
         "backbone": [StrOptions({"auto", *BACKBONES}), nn.Module],
         "image_shape": [tuple, list, None],
         "image_size": [Interval(Integral, 1, None, closed="left"), tuple, list, None],
+        "max_epochs": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
         **{k: BaseSSL._parameter_constraints[k] for k in (
-            "max_epochs", "max_time", "batch_size", "lr", "weight_decay", "optimizer", "device", "precision", "random_state",
+            "max_time", "batch_size", "lr", "weight_decay", "optimizer", "device", "precision", "random_state",
             "verbose", "num_workers", "sync_batchnorm", "checkpoint_dir", "checkpoint_every")},
     }
 
-    def __init__(self, ssl="auto", *, refit_ssl="auto", head="linear", augment="auto", freeze_stages=0,
+    def __init__(self, ssl="auto", *, refit_ssl="auto", head="linear", head_init="random", augment="auto", freeze_stages=0,
                  backbone_lr_scale=1.0, class_balance=False, dropout=0.0, backbone="auto", image_shape=None,
-                 image_size=None, max_epochs=30, max_time=None, batch_size=64, lr=1e-3, weight_decay=1e-4, optimizer="adamw",
+                 image_size=None, max_epochs="auto", max_time=None, batch_size=64, lr=1e-3, weight_decay=1e-4, optimizer="adamw",
                  device="auto", precision="auto", random_state=None, verbose=False, num_workers="auto",
                  sync_batchnorm=False, checkpoint_dir=None, checkpoint_every=1):
         self.ssl = ssl
         self.refit_ssl = refit_ssl
         self.head = head
+        self.head_init = head_init
         self.augment = augment
         self.freeze_stages = freeze_stages
         self.backbone_lr_scale = backbone_lr_scale
@@ -161,9 +185,11 @@ class FineTuneClassifier(SemiSupervisedClassifier):
         ssl_seed, balance_seed, seed = self._seeds(3)
         ssl = self._pretrained_ssl(X, ssl_seed)
         index = balanced_index(labelled, codes[labelled], balance_seed) if self.class_balance else labelled
+        self.n_epochs_ = self._epochs(len(index))
+        head_init = self._probe_head(ssl, X, labelled, codes[labelled]) if ssl is not None and self.head_init == "probe" else None
         self.network_ = self._fit_network(
             X, index, one_hot(codes[index], len(self.classes_)), codes[index], reference=ssl, seed=seed,
-            **self._network_params(ssl))
+            head_init=head_init, max_epochs=self.n_epochs_, **self._network_params(ssl))
         self._after_fit(self.network_)
         return self
 
@@ -191,6 +217,32 @@ class FineTuneClassifier(SemiSupervisedClassifier):
             ssl.set_params(random_state=seed)
         return ssl.fit(X)
 
+    # Fine-tuning needs optimisation steps, not passes: with 100 labels at batch 64 an epoch is one
+    # step. Measured on Fashion-MNIST's 100 labels (SimCLR, 3,000 images) 30, 100 and 150 one-step
+    # epochs: 0.46 (random head), 0.67, 0.69, against a linear probe's 0.66; on the digits' 100
+    # labels (RotationSSL, 4 steps an epoch) 30 and 75 epochs: 0.90 and 0.93 (probe 0.83).
+    _auto_epochs, _min_steps = 30, 300
+
+    def _epochs(self, n_train):
+        if self.max_epochs != "auto":
+            return self.max_epochs
+        steps_per_epoch = n_train // min(self.batch_size, n_train)
+        return max(self._auto_epochs, -(-self._min_steps // steps_per_epoch))
+
+    def _probe_head(self, ssl, X, labelled, codes):
+        """The head's last layer fitted as a linear probe on the features it will read (see ``head_init``)."""
+        import torch
+
+        if self.head == "linear":
+            features = ssl.transform(subset(X, labelled))
+        else:  # the projector's first Linear-BN-ReLU, in eval mode, on the last stage's features
+            rows = self._network_input(ssl, subset(X, labelled), type(self).__name__)
+            layer = copy.deepcopy(torch.nn.Sequential(*_projection_layer(ssl))).cpu().eval()
+            with torch.inference_mode():
+                last = torch.from_numpy(ssl._map_batches(rows, lambda x: ssl._encode(x, -1)))
+                features = layer(last.float()).numpy()
+        return probe_head(features, codes, len(self.classes_))
+
     def _network_params(self, ssl):
         if ssl is None:
             spatial = dict(backbone=self.backbone, image_shape=self.image_shape, image_size=self.image_size, stage=-1)
@@ -215,4 +267,6 @@ class FineTuneClassifier(SemiSupervisedClassifier):
         return self.network_.history_
 
 
-FineTuneClassifier.__doc__ = FineTuneClassifier.__doc__.replace("{semi}", SEMI_DOC).replace("{shared}", SHARED_DOC)
+# max_epochs has its own entry above ("auto"); the other shared parameters are described once, in _base.
+FineTuneClassifier.__doc__ = FineTuneClassifier.__doc__.replace("{semi}", SEMI_DOC).replace(
+    "{shared}", "max_time" + SHARED_DOC.split("\n    max_time", 1)[1])
