@@ -235,6 +235,7 @@ def save(estimator, path):
     Parameters
     ----------
     estimator : skssl estimator (a BaseSSL subclass), fitted or not
+        The estimator to write.
     path : str or os.PathLike
         Destination. It is replaced atomically: readers see the old file or
         the complete new one, never half a file.
@@ -247,7 +248,7 @@ def save(estimator, path):
 
     See Also
     --------
-    load : read the file back.
+    load : Read the file back.
     """
     atomic_save(os.fspath(path), _payload(estimator))
 
@@ -309,6 +310,7 @@ def load(path, *, backbone=None):
     Parameters
     ----------
     path : str or os.PathLike
+        A file written by :func:`save` or ``estimator.save``.
     backbone : nn.Module, optional
         Required when the estimator was saved with its own ``nn.Module``
         backbone, which cannot be stored as plain data: a module of the same

@@ -57,7 +57,9 @@ def plot_comparison(comparison, *, ax=None, title="Few-label accuracy", legend=T
         Names ending in "(random labels)" are drawn dashed in the colour of
         their pretext; "raw pixels" and "RandomInit" dotted in black and grey.
     ax : matplotlib Axes, optional
+        Axes to draw into; default: a new figure.
     title : str
+        Title of the axes.
     legend : bool, default=True
         A legend beside the axes (outside the data).
     bands : bool or "auto", default="auto"
@@ -118,17 +120,20 @@ def plot_embedding(estimator_or_embeddings, X, y, *, method="tsne", ax=None, max
         As in :mod:`skssl.evaluation`: embeddings are ``estimator.transform(X)``,
         ``None`` maps the raw pixels, an array is used as it is (``X`` may be None).
     X : array-like of images or None
+        Images to embed (None when embeddings are given).
     y : array-like of shape (n_samples,)
         Labels that colour the points (only the colours: the map never sees them).
     method : {"tsne", "pca"}, default="tsne"
         ``TSNE(init="pca")`` on the standardised embedding, or its first two
         principal components.
     ax : matplotlib Axes, optional
+        Axes to draw into; default: a new figure.
     max_samples : int or None, default=2000
         Points drawn at most (a seeded subsample; t-SNE is quadratic).
     title : str, optional
         Defaults to the estimator's class name and the method.
     random_state : int, default=0
+        Seeds the subsample and the t-SNE.
 
     Returns
     -------
@@ -272,6 +277,7 @@ def plot_augmentations(augment, X, *, n_views=7, image_shape=None, random_state=
         A few images, as the estimators take them: ``(n, h, w)``,
         ``(n, h, w, c)`` or flat rows (pass ``X[i:i + 1]`` for one image).
     n_views : int, default=7
+        Augmented views per image.
     image_shape : tuple, optional
         How to read flat rows, as the estimators' parameter.
     random_state : int, RandomState or None, default=0

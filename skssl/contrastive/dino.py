@@ -105,9 +105,12 @@ class DINO(MultiCropSSL):
         per-image entropy 5.53 of log K = 5.55; with it 5.14.
     {multi_crop_parameters}
     {view_parameters}
-    backbone : see below
+    backbone : {"auto", "small_cnn", "resnet18_cifar", "resnet18", "resnet50", "vit_tiny", "vit_small"} \
+or nn.Module, default="auto"
         ``"auto"`` is ``"vit_tiny"`` from 28 pixels (working size) and the
-        small CNN below; the other values as below.
+        small CNN below; the other values are those of every method: the
+        CIFAR-stem ResNet-18, the ImageNet-stem ResNets, the ViTs or a
+        module of your own (see :class:`skssl.SimCLR`).
     {common_parameters}
 
     Attributes

@@ -119,6 +119,7 @@ class InstanceDiscriminationSSL(_MemoryBankLoss, MultiViewSSL):
     projection_dim : int, default=128
         Width of the unit embeddings in the memory bank.
     temperature : float, default=0.07
+        Softmax temperature of the non-parametric softmax over the memory bank.
     bank_momentum : float, default=0.5
         Weight of the old bank row in its update.
     loss : {"softmax", "nce"}, default="softmax"

@@ -74,6 +74,7 @@ class MoCo(MultiViewSSL):
     projection_dim : int, default=128
         Width of the keys and queries.
     temperature : float, default=0.2
+        Softmax temperature of InfoNCE against the queue.
     momentum : float, default=0.99
         Key encoder EMA weight. The paper's 0.999 assumes ~10^6 steps (time
         constant 1000 steps); a few thousand images give tens of steps per

@@ -38,7 +38,9 @@ class PIRL(_MemoryBankLoss, MultiViewSSL):
     Parameters
     ----------
     projection_dim : int, default=128
+        Width of ``f`` and ``g``, and of the memory bank rows.
     temperature : float, default=0.07
+        Softmax temperature of the contrastive loss.
     loss_weight : float, default=0.5
         ``lambda``, the weight of the image-vs-jigsaw term (the paper's 0.5).
     bank_momentum : float, default=0.5

@@ -242,7 +242,18 @@ class BEiT(MaskedImageModel):
             return weighted_mean(per_patch, mask.flatten().float())  # over the global batch's masked patches
 
     def tokenize(self, X):
-        """Visual tokens of ``X`` from the fitted tokenizer: int64 array ``(n, patches)``, row-major."""
+        """Visual tokens of ``X`` from the fitted tokenizer.
+
+        Parameters
+        ----------
+        X : array-like of images or a torch Dataset
+            Images as ``fit`` takes them.
+
+        Returns
+        -------
+        ndarray of shape (n, patches), int64
+            The token of every patch, patches in row-major order.
+        """
         check_is_fitted(self, "networks_")
         X = self._check_input(X, reset=False)
         return self._map_batches(X, lambda x: self.tokenizer_.encode(x)).astype(np.int64)
@@ -254,6 +265,19 @@ class BEiT(MaskedImageModel):
 
         Compare with the rate of the most frequent token. Masks are drawn from
         ``random_state``, so repeated calls score the same masks.
+
+        Parameters
+        ----------
+        X : array-like of images or a torch Dataset
+            Images as ``fit`` takes them (held-out images measure generalisation).
+        random_state : int, RandomState or None, default=0
+            Seeds the random draws of the score (masks, samples), so
+            repeated calls score the same ones.
+
+        Returns
+        -------
+        float
+            The fraction of masked patches whose token is predicted correctly.
         """
         check_is_fitted(self, "networks_")
         X = self._check_input(X, reset=False)

@@ -106,7 +106,18 @@ class RelativePositionSSL(BaseSSL):
         return F.cross_entropy(logits, targets)
 
     def pretext_score(self, X):
-        """Accuracy over the 8 neighbours of every image of ``X``, tiles centred (chance: 0.125)."""
+        """Accuracy over the 8 neighbours of every image of ``X``, tiles centred (chance: 0.125).
+
+        Parameters
+        ----------
+        X : array-like of images or a torch Dataset
+            Images as ``fit`` takes them (held-out images measure generalisation).
+
+        Returns
+        -------
+        float
+            The fraction of relative positions predicted correctly.
+        """
         X = self._check_input(X, reset=False)
 
         def correct(x):

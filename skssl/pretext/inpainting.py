@@ -130,6 +130,19 @@ class InpaintingSSL(BaseSSL):
 
         Lower is better. Random masks are drawn from ``random_state`` (int,
         RandomState or None), so repeated calls score the same masks.
+
+        Parameters
+        ----------
+        X : array-like of images or a torch Dataset
+            Images as ``fit`` takes them (held-out images measure generalisation).
+        random_state : int, RandomState or None, default=0
+            Seeds the random draws of the score (masks, samples), so
+            repeated calls score the same ones.
+
+        Returns
+        -------
+        float
+            The mean squared error on the removed pixels.
         """
         X = self._check_input(X, reset=False)
         seed = int(check_random_state(random_state).randint(2**31 - 1))

@@ -139,6 +139,16 @@ class JigsawSSL(BaseSSL):
 
         Tiles are centred in their cells and each image gets a permutation
         drawn from a fixed seed, so the score is deterministic.
+
+        Parameters
+        ----------
+        X : array-like of images or a torch Dataset
+            Images as ``fit`` takes them (held-out images measure generalisation).
+
+        Returns
+        -------
+        float
+            The fraction of permutations predicted correctly.
         """
         X = self._check_input(X, reset=False)
         labels = torch.from_numpy(np.random.default_rng(0).integers(self.n_permutations, size=X.shape[0]))

@@ -80,7 +80,18 @@ class RotationSSL(BaseSSL):
         return F.cross_entropy(self.networks_["head"](self._encode(rotated)), targets)
 
     def pretext_score(self, X):
-        """Rotation accuracy on ``X`` over all four rotations (chance: 0.25)."""
+        """Rotation accuracy on ``X`` over all four rotations (chance: 0.25).
+
+        Parameters
+        ----------
+        X : array-like of images or a torch Dataset
+            Images as ``fit`` takes them (held-out images measure generalisation).
+
+        Returns
+        -------
+        float
+            The fraction of rotations predicted correctly.
+        """
         X = self._check_input(X, reset=False)
 
         def correct(x):

@@ -132,6 +132,16 @@ class SplitBrainSSL(BaseSSL):
         """Held-out cross-prediction errors ``(error of A, error of B)`` in standardised units (lower is better).
 
         Predicting the training mean scores about 1 for each.
+
+        Parameters
+        ----------
+        X : array-like of images or a torch Dataset
+            Images as ``fit`` takes them (held-out images measure generalisation).
+
+        Returns
+        -------
+        tuple of float
+            The errors of the two sub-networks ``(A, B)``.
         """
         X = self._check_input(X, reset=False)
         errors = self._map_batches(X, self._cross_errors)

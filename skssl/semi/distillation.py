@@ -127,6 +127,7 @@ class DistilledClassifier(TeacherStudentClassifier):
         Parameters
         ----------
         X : array-like of images, memmap, h5py dataset or torch Dataset
+            Training images, labelled and unlabelled.
         y : array-like of shape (n,)
             Labels, ``-1`` for unlabelled images.
 

@@ -186,6 +186,7 @@ class NoisyStudentClassifier(TeacherStudentClassifier):
         Parameters
         ----------
         X : array-like of images, memmap, h5py dataset or torch Dataset
+            Training images, labelled and unlabelled.
         y : array-like of shape (n,)
             Labels, ``-1`` for unlabelled images.
 
