@@ -71,6 +71,13 @@ def symmetric_beta_ppf(u, alpha):
     -------
     torch.Tensor
         The quantiles, of the shape and dtype of ``u``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skssl.augment import symmetric_beta_ppf
+    >>> symmetric_beta_ppf(torch.tensor([0.0, 0.5, 1.0]), 0.6)
+    tensor([0.0000, 0.5000, 1.0000])
     """
     if alpha == 1:
         return u
@@ -122,6 +129,13 @@ def crop_flip_affine_matrices(batch_size, generator, height, width, *, scale=Non
     -------
     theta : Tensor (batch_size, 2, 3)
         Output-to-input maps in normalised coordinates (``align_corners=False``).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skssl.augment import crop_flip_affine_matrices
+    >>> crop_flip_affine_matrices(4, torch.Generator().manual_seed(0), 16, 16, scale=(0.5, 1.0)).shape
+    torch.Size([4, 2, 3])
     """
     H2, W2 = _pair(out_size) if out_size is not None else (height, width)
     u = torch.rand(batch_size, 8, generator=generator, device=generator.device, dtype=dtype)
@@ -199,6 +213,14 @@ def random_resized_crop(x, generator, scale=(0.2, 1.0), ratio=(3 / 4, 4 / 3), si
     -------
     torch.Tensor of shape (B, C, h, w)
         The resized crops.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skssl.augment import random_resized_crop
+    >>> x = torch.rand(4, 3, 16, 16)
+    >>> random_resized_crop(x, torch.Generator().manual_seed(0), size=8).shape
+    torch.Size([4, 3, 8, 8])
     """
     B, _, H, W = x.shape
     theta = crop_flip_affine_matrices(B, generator, H, W, scale=scale, ratio=ratio,
@@ -222,6 +244,14 @@ def random_flip(x, generator, p=0.5):
     -------
     torch.Tensor of shape (B, C, H, W)
         The augmented batch.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skssl.augment import random_flip
+    >>> x = torch.rand(4, 3, 16, 16)
+    >>> random_flip(x, torch.Generator().manual_seed(0)).shape
+    torch.Size([4, 3, 16, 16])
     """
     mask = _rand(x, generator, x.shape[0]) < p
     return torch.where(_col(mask), x.flip(-1), x)
@@ -246,6 +276,14 @@ def random_affine(x, generator, degrees=0.0, translate=0.0):
     -------
     torch.Tensor of shape (B, C, H, W)
         The augmented batch.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skssl.augment import random_affine
+    >>> x = torch.rand(4, 3, 16, 16)
+    >>> random_affine(x, torch.Generator().manual_seed(0), degrees=15).shape
+    torch.Size([4, 3, 16, 16])
     """
     if degrees == 0 and translate == 0:
         return x
@@ -341,6 +379,14 @@ def color_jitter(x, generator, brightness=0.4, contrast=0.4, saturation=0.4, p=0
     -------
     torch.Tensor of shape (B, C, H, W)
         The jittered batch.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skssl.augment import color_jitter
+    >>> x = torch.rand(4, 3, 16, 16)
+    >>> color_jitter(x, torch.Generator().manual_seed(0), hue=0.1).shape
+    torch.Size([4, 3, 16, 16])
     """
     return _color(x, generator, brightness, contrast, saturation, p, hue=hue)
 
@@ -361,6 +407,14 @@ def random_grayscale(x, generator, p=0.2):
     -------
     torch.Tensor of shape (B, C, H, W)
         The augmented batch.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skssl.augment import random_grayscale
+    >>> x = torch.rand(4, 3, 16, 16)
+    >>> random_grayscale(x, torch.Generator().manual_seed(0)).shape
+    torch.Size([4, 3, 16, 16])
     """
     if x.shape[1] != 3 or p <= 0:
         return x
@@ -391,6 +445,14 @@ def gaussian_blur(x, generator, sigma=(0.1, 2.0), p=0.5, kernel_size=None):
     -------
     torch.Tensor of shape (B, C, H, W)
         The augmented batch.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skssl.augment import gaussian_blur
+    >>> x = torch.rand(4, 3, 16, 16)
+    >>> gaussian_blur(x, torch.Generator().manual_seed(0)).shape
+    torch.Size([4, 3, 16, 16])
     """
     B, C, H, W = x.shape
     k = kernel_size or max(3, round(0.1 * min(H, W)))
@@ -432,6 +494,14 @@ def random_solarize(x, generator, p=0.2, threshold=0.5):
     -------
     torch.Tensor of shape (B, C, H, W)
         The augmented batch.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skssl.augment import random_solarize
+    >>> x = torch.rand(4, 3, 16, 16)
+    >>> random_solarize(x, torch.Generator().manual_seed(0)).shape
+    torch.Size([4, 3, 16, 16])
     """
     if p <= 0:
         return x
@@ -457,6 +527,14 @@ def gaussian_noise(x, generator, std=0.05, p=0.5):
     -------
     torch.Tensor of shape (B, C, H, W)
         The augmented batch.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skssl.augment import gaussian_noise
+    >>> x = torch.rand(4, 3, 16, 16)
+    >>> gaussian_noise(x, torch.Generator().manual_seed(0)).shape
+    torch.Size([4, 3, 16, 16])
     """
     if std <= 0 or p <= 0:
         return x
@@ -501,6 +579,16 @@ class Augment:
         Probability of adding noise to a sample.
     solarize_p : float
         Probability of solarizing a sample (values >= 0.5 become ``1 - x``).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skssl.augment import Augment
+    >>> augment = Augment(crop_scale=(0.6, 1.0), flip_p=0.0, degrees=10)
+    >>> augment(torch.rand(4, 1, 8, 8), torch.Generator().manual_seed(0)).shape
+    torch.Size([4, 1, 8, 8])
+    >>> Augment.simclr(32, 3).crop_scale
+    (0.08, 1.0)
     """
     crop_scale: tuple = (0.2, 1.0)
     crop_ratio: tuple = (3 / 4, 4 / 3)

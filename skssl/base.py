@@ -239,7 +239,14 @@ def _make_init(params):
 
 
 class BaseSSL(ClassNamePrefixFeaturesOutMixin, TransformerMixin, TrainingLoop, BaseEstimator):
-    """Base class of every self-supervised estimator; not used directly."""
+    """Base class of every self-supervised estimator; not used directly.
+
+    Examples
+    --------
+    >>> from skssl import BaseSSL, SimCLR
+    >>> issubclass(SimCLR, BaseSSL)
+    True
+    """
 
     _params = COMMON_PARAMS
     # Placeholders that a subclass docstring may use, in braces; subclasses add their own.

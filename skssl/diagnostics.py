@@ -306,6 +306,15 @@ def pretext_loss(estimator, X, *, batch_size=None, random_state=0):
         an estimator that trains nothing (``RandomInit``). A method counts as
         such when its loss reads the training-set indices of the batch
         (``_batch_index``), which do not exist for other images.
+
+    Examples
+    --------
+    >>> from skssl import RotationSSL, load_digits_images
+    >>> from skssl.diagnostics import pretext_loss
+    >>> X, _ = load_digits_images(return_X_y=True)
+    >>> model = RotationSSL(max_epochs=1, random_state=0).fit(X[:100])
+    >>> pretext_loss(model, X[100:200]) > 0
+    True
     """
     check_is_fitted(estimator, "networks_")
     name = type(estimator).__name__
@@ -397,7 +406,7 @@ def pretext_generalization(estimator, X_train, X_test, *, max_samples=2000, rand
     --------
     >>> from skssl import RotationSSL, load_digits_images
     >>> X, _ = load_digits_images(return_X_y=True)
-    >>> est = RotationSSL(max_epochs=2, random_state=0).fit(X[:300])
+    >>> est = RotationSSL(max_epochs=1, random_state=0).fit(X[:300])
     >>> g = pretext_generalization(est, X[:300], X[300:600])
     >>> g["train_accuracy"] is not None and g["test_loss"] is not None
     True
@@ -484,7 +493,7 @@ def random_label_baseline(estimator, X, y, *, probe="linear", X_test=None, y_tes
     --------
     >>> from skssl import RotationSSL, load_digits_images
     >>> X, y = load_digits_images(return_X_y=True)
-    >>> r = random_label_baseline(RotationSSL(max_epochs=2, random_state=0), X[:400], y[:400], cv=2)
+    >>> r = random_label_baseline(RotationSSL(max_epochs=1, random_state=0), X[:400], y[:400], cv=2)
     >>> r["random_label_estimator"].shuffle_pretext_targets
     True
     """
@@ -535,6 +544,13 @@ class PretextComparison:
         :func:`skssl.plotting.plot_comparison` draws).
     estimators : dict of str to estimator
         The fitted models by method name (``None`` for raw pixels).
+
+    Examples
+    --------
+    >>> from skssl.diagnostics import PretextComparison
+    >>> table = PretextComparison({"method": ["raw pixels"], "knn": [0.9]}, {}, {"raw pixels": None})
+    >>> len(table)
+    1
     """
 
     def __init__(self, columns, curves, estimators):

@@ -249,6 +249,17 @@ def save(estimator, path):
     See Also
     --------
     load : Read the file back.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from skssl import RotationSSL, load, load_digits_images
+    >>> X, _ = load_digits_images(return_X_y=True)
+    >>> model = RotationSSL(max_epochs=1, random_state=0).fit(X[:100])
+    >>> path = os.path.join(tempfile.mkdtemp(), "rotation.skssl")
+    >>> model.save(path)
+    >>> bool((load(path).transform(X[:5]) == model.transform(X[:5])).all())
+    True
     """
     atomic_save(os.fspath(path), _payload(estimator))
 
@@ -330,6 +341,16 @@ def load(path, *, backbone=None):
         If the file is not a valid skssl save (including any file holding
         Python objects other than plain data and tensors), names an unknown
         class, does not match the estimator's networks, or needs ``backbone``.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from skssl import RotationSSL, load, load_digits_images
+    >>> X, _ = load_digits_images(return_X_y=True)
+    >>> path = os.path.join(tempfile.mkdtemp(), "rotation.skssl")
+    >>> RotationSSL(max_epochs=1, random_state=0).fit(X[:100]).save(path)
+    >>> load(path).transform(X[:5]).shape
+    (5, 128)
     """
     import pickle
 

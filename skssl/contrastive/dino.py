@@ -131,9 +131,9 @@ or nn.Module, default="auto"
     >>> from skssl.contrastive.dino import DINO
     >>> from skssl.datasets import load_digits_images
     >>> X, y = load_digits_images(return_X_y=True)
-    >>> Z = DINO(max_epochs=2, random_state=0).fit_transform(X[:200])
+    >>> Z = DINO(max_epochs=1, random_state=0).fit_transform(X[:100])
     >>> Z.shape
-    (200, 128)
+    (100, 128)
     """
 
     _params = {"out_dim": 1024, "hidden_dim": 512, "bottleneck_dim": 128, "student_temperature": 0.1,

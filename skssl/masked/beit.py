@@ -132,9 +132,9 @@ class BEiT(MaskedImageModel):
     >>> from skssl import BEiT
     >>> from skssl.datasets import load_digits_images
     >>> X, y = load_digits_images(return_X_y=True)
-    >>> beit = BEiT(max_epochs=2, n_tokens=64, tokenizer_epochs=2, random_state=0).fit(X[:200])
-    >>> beit.transform(X[:200]).shape
-    (200, 192)
+    >>> beit = BEiT(max_epochs=1, n_tokens=64, tokenizer_epochs=1, random_state=0).fit(X[:100])
+    >>> beit.transform(X[:100]).shape
+    (100, 192)
     >>> beit.tokenize(X[:3]).shape
     (3, 16)
     """

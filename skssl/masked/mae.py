@@ -141,9 +141,9 @@ class MAE(MaskedImageModel):
     >>> from skssl import MAE
     >>> from skssl.datasets import load_digits_images
     >>> X, y = load_digits_images(return_X_y=True)
-    >>> mae = MAE(max_epochs=2, random_state=0).fit(X[:200])
-    >>> mae.transform(X[:200]).shape
-    (200, 192)
+    >>> mae = MAE(max_epochs=1, random_state=0).fit(X[:100])
+    >>> mae.transform(X[:100]).shape
+    (100, 192)
     >>> mae.reconstruct(X[:4]).shape
     (4, 8, 8, 1)
     """

@@ -54,9 +54,9 @@ class DenoisingAutoencoderSSL(BaseSSL):
     >>> from skssl.pretext.autoencoder import DenoisingAutoencoderSSL
     >>> from skssl.datasets import load_digits_images
     >>> X, y = load_digits_images(return_X_y=True)
-    >>> Z = DenoisingAutoencoderSSL(max_epochs=2, random_state=0).fit_transform(X[:200])
+    >>> Z = DenoisingAutoencoderSSL(max_epochs=1, random_state=0).fit_transform(X[:100])
     >>> Z.shape
-    (200, 128)
+    (100, 128)
     """
 
     _params = {"noise": "masking", "noise_level": 0.3, "augment": None, "max_epochs": 20, "lr": 2e-3}

@@ -120,7 +120,7 @@ class GANSSL(BaseSSL):
     >>> from skssl.pretext.gan import GANSSL
     >>> from skssl.datasets import load_digits_images
     >>> X, y = load_digits_images(return_X_y=True)
-    >>> gan = GANSSL(max_epochs=2, random_state=0).fit(X[:200])
+    >>> gan = GANSSL(max_epochs=1, random_state=0).fit(X[:100])
     >>> gan.transform(X[:5]).shape, gan.sample(3).shape
     ((5, 128), (3, 64))
     """

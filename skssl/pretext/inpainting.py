@@ -81,9 +81,9 @@ class InpaintingSSL(BaseSSL):
     >>> from skssl.pretext.inpainting import InpaintingSSL
     >>> from skssl.datasets import load_digits_images
     >>> X, y = load_digits_images(return_X_y=True)
-    >>> Z = InpaintingSSL(max_epochs=2, random_state=0).fit_transform(X[:200])
+    >>> Z = InpaintingSSL(max_epochs=1, random_state=0).fit_transform(X[:100])
     >>> Z.shape
-    (200, 128)
+    (100, 128)
     """
 
     _params = {"mask": "center", "mask_fraction": 0.5, "adversarial_weight": 0.0, "max_epochs": 30,

@@ -94,9 +94,9 @@ class JigsawSSL(BaseSSL):
     >>> from skssl.pretext.jigsaw import JigsawSSL
     >>> from skssl.datasets import load_digits_images
     >>> X, y = load_digits_images(return_X_y=True)
-    >>> Z = JigsawSSL(max_epochs=2, random_state=0).fit_transform(X[:200])
+    >>> Z = JigsawSSL(max_epochs=1, random_state=0).fit_transform(X[:100])
     >>> Z.shape
-    (200, 128)
+    (100, 128)
     """
 
     _params = {"n_permutations": 64, "gap": 0.1, "permutation_selection": "mean", "augment": None,

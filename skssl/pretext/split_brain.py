@@ -55,9 +55,9 @@ class SplitBrainSSL(BaseSSL):
     >>> from skssl.pretext.split_brain import SplitBrainSSL
     >>> from skssl.datasets import load_digits_images
     >>> X, y = load_digits_images(return_X_y=True)
-    >>> Z = SplitBrainSSL(max_epochs=2, random_state=0).fit_transform(X[:200])
+    >>> Z = SplitBrainSSL(max_epochs=1, random_state=0).fit_transform(X[:100])
     >>> Z.shape
-    (200, 256)
+    (100, 256)
     """
 
     _params = {"split": None, "augment": None, "max_epochs": 20, "lr": 2e-3}

@@ -69,9 +69,9 @@ class SuperResolutionSSL(BaseSSL):
     >>> from skssl.pretext.super_resolution import SuperResolutionSSL
     >>> from skssl.datasets import load_digits_images
     >>> X, y = load_digits_images(return_X_y=True)
-    >>> Z = SuperResolutionSSL(max_epochs=2, random_state=0).fit_transform(X[:200])
+    >>> Z = SuperResolutionSSL(max_epochs=1, random_state=0).fit_transform(X[:100])
     >>> Z.shape
-    (200, 128)
+    (100, 128)
     """
 
     _params = {"scale": 2, "content_weight": 0.1, "adversarial_weight": 0.001, "embedding": "generator",
