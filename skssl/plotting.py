@@ -405,17 +405,19 @@ def _record_first_step(estimator, X, n_show):
     return seen["batch"], seen["backbone"] or seen["standardize"], bool(seen["backbone"])
 
 
-def _show(ax, image):
-    """Draw a (c, h, w) tensor, each image min-max scaled (standardised inputs have no fixed range)."""
-    image = image.float()
-    low, high = image.min(), image.max()
-    image = ((image - low) / (high - low)) if high > low else torch.zeros_like(image)
-    array = image.permute(1, 2, 0).numpy()
-    if array.shape[2] == 3:
-        ax.imshow(array, interpolation="nearest")
-    else:
-        ax.imshow(array[:, :, 0], cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-    ax.set_xticks([]), ax.set_yticks([])
+def _strip(images):
+    """A row of (c, h, w) tensors as one (h, n * (w + 1) - 1, 3) image, each scaled to its own range.
+
+    Standardised inputs have no fixed range; one image per row keeps the figure to a few Axes.
+    """
+    images = images.float()
+    low = images.flatten(1).min(1).values.view(-1, 1, 1, 1)
+    high = images.flatten(1).max(1).values.view(-1, 1, 1, 1)
+    images = torch.where(high > low, (images - low) / (high - low).clamp_min(1e-12), torch.zeros_like(images))
+    images = images[:, :3] if images.shape[1] >= 3 else images[:, :1].expand(-1, 3, -1, -1)
+    gap = torch.ones(images.shape[0], 3, images.shape[2], 1)
+    row = torch.cat([images, gap], dim=3).permute(2, 0, 3, 1).flatten(1, 2)[:, :-1]
+    return row.numpy()
 
 
 def plot_pretext(estimator, X, *, n_show=12, max_rows=5, batch_size=8, random_state=0):
@@ -453,7 +455,7 @@ def plot_pretext(estimator, X, *, n_show=12, max_rows=5, batch_size=8, random_st
     Returns
     -------
     matplotlib.figure.Figure
-        One row per batch, ``n_show`` columns.
+        One row (one Axes) per batch, its first ``n_show`` images side by side.
 
     Examples
     --------
@@ -461,8 +463,8 @@ def plot_pretext(estimator, X, *, n_show=12, max_rows=5, batch_size=8, random_st
     >>> from skssl.plotting import plot_pretext
     >>> X, _ = load_digits_images(return_X_y=True)
     >>> fig = plot_pretext(RotationSSL(), X[:64])
-    >>> len(fig.axes) > 12
-    True
+    >>> len(fig.axes)  # the batch, then the four rotations in one backbone call
+    2
     """
     from sklearn.base import clone
 
@@ -477,16 +479,19 @@ def plot_pretext(estimator, X, *, n_show=12, max_rows=5, batch_size=8, random_st
     if batch.dim() == 5:  # clips (n, t, c, h, w): the first clip's frames
         batch = batch[0]
     rows = [("batch", batch)] + [(f"input {i + 1}", x) for i, x in enumerate(inputs[:max_rows])]
-    cols = max(len(x) for _, x in rows)
-    fig, axes = plt.subplots(len(rows), cols, figsize=(1.0 * cols + 0.8, 1.05 * len(rows) + 0.6), squeeze=False,
-                             layout="constrained")
-    for (label, images), row in zip(rows, axes):
-        for ax, image in zip(row, images):
-            _show(ax, image)
-        for ax in row[len(images):]:
-            ax.set_visible(False)
+    widths = [len(x) * (x.shape[-1] + 1) for _, x in rows]
+    heights = [x.shape[-2] for _, x in rows]
+    fig, axes = plt.subplots(len(rows), 1, figsize=(0.75 * max(len(x) for _, x in rows) + 1.2, 0.9 * len(rows) + 0.7),
+                             squeeze=False, layout="constrained", gridspec_kw={"height_ratios": heights})
+    for (label, images), ax, width in zip(rows, axes[:, 0], widths):
+        ax.imshow(_strip(images), interpolation="nearest", extent=(0, width, images.shape[-2], 0))
+        ax.set_xlim(0, max(widths))
+        ax.set_xticks([]), ax.set_yticks([])
+        for side in ax.spines.values():
+            side.set_visible(False)
         c, h, w = images.shape[1:]
-        row[0].set_ylabel(f"{label}\n{c}x{h}x{w}", fontsize="small")
+        ax.set_ylabel(f"{label}\n{len(images)} of {c}x{h}x{w}", fontsize="small", rotation=0, ha="right", va="center")
+    cols = max(len(x) for _, x in rows)
     where = "the backbone" if at_backbone else "standardisation"
     fig.suptitle(f"{type(estimator).__name__}: one training step, first {cols} images of each batch sent to {where}",
                  fontsize="medium")

@@ -241,9 +241,9 @@ def method_pages(figures=True):
     _write(os.path.join(OUT, "methods", "index.md"), "\n".join(lines))
 
 
-def generate(app):
+def generate(app, config):
     api_page()
-    method_pages(figures=app.config.skssl_method_figures)
+    method_pages(figures=config.skssl_method_figures)
 
 
 def link_examples(app, relative_path, parent_docname, content):
@@ -254,7 +254,7 @@ def link_examples(app, relative_path, parent_docname, content):
 
 def setup(app):
     app.add_config_value("skssl_method_figures", True, "env")
-    # Before autosummary's own builder-inited handler, which reads the generated API page.
-    app.connect("builder-inited", generate, priority=100)
+    # Before Sphinx lists the source files (and autosummary the pages it makes stubs for).
+    app.connect("config-inited", generate)
     app.connect("include-read", link_examples)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
