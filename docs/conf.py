@@ -61,7 +61,6 @@ intersphinx_mapping = {
     for name, url in _INVENTORIES.items()
     if os.path.exists(os.path.join(HERE, "_inventories", f"{name}.inv"))
 }
-intersphinx_disabled_reftypes = ["*"]
 
 # --------------------------------------------------------------------- gallery
 # The examples run at small settings unless SKSSL_DOCS_FULL=1 (the settings

@@ -15,7 +15,7 @@ from sklearn.utils import Bunch
 
 from . import _folder
 
-__all__ = ["load_digits_images", "load_fashion_mnist", "read_idx", "FASHION_MNIST_CLASSES", "ImageFolder",
+__all__ = ["load_digits_images", "load_fashion_mnist", "read_idx", "FASHION_MNIST_CLASSES", "ImageFolder", "make_moving_images",
            "load_image_folder"]
 
 FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
