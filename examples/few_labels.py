@@ -54,7 +54,7 @@ def epochs(n):
 
 
 def main():
-    parser = argparse.ArgumentParser(description="Few labels, many images: probe, fine-tuning, distillation, Noisy Student.")
+    parser = argparse.ArgumentParser(description="Few labels: probe, fine-tuning, distillation, Noisy Student.")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

@@ -54,8 +54,8 @@ print(f"{name}: training on {len(X_train):,} images of {X_train.shape[1]}x{X_tra
 
 # 4 px patches at 28 px (2 px for the digits): 49 patches, 12 of them visible.
 vit = VisionTransformer(patch_size=auto_patch_size(X_train.shape[1:3]), embed_dim=64, depth=4, num_heads=4)
-mae = MAE(backbone=vit, norm_pix_loss=False, decoder_dim=64, decoder_depth=1, max_epochs=1 if SMALL else 15, batch_size=64,
-          lr=2e-3, random_state=0)
+mae = MAE(backbone=vit, norm_pix_loss=False, decoder_dim=64, decoder_depth=1, max_epochs=1 if SMALL else 15,
+          batch_size=64, lr=2e-3, random_state=0)
 start = time.perf_counter()
 mae.fit(X_train)
 print(f"fitted {len(mae.history_)} epochs in {time.perf_counter() - start:.0f} s; "
