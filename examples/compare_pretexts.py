@@ -1,4 +1,8 @@
-"""Which pretext should I use? Every method on the digits, with the diagnostics.
+"""
+Which pretext should I use?
+===========================
+
+Every method on the digits, with the diagnostics.
 
 1. Pretrain every skssl method (default parameters, a few epochs) on 1,200
    digits without labels, plus the random-label baselines of the three
@@ -15,12 +19,20 @@
 5. Figures in examples/output/: few-label curves, t-SNE maps, training
    curves and augmented views; the tables in examples/output/compare_pretexts.md.
 
+Run it with::
+
     python examples/compare_pretexts.py            # digits at 10 epochs, Fashion-MNIST at 1 (11 min on 2 CPU cores)
     python examples/compare_pretexts.py --quick    # 1 epoch on fewer images (3-7 min)
+
+The documentation site runs it at small settings (``SKSSL_EXAMPLE_SIZE=small``:
+three methods and the random-label RotationSSL, 1 epoch, 300 digits, PCA maps
+instead of t-SNE, no Fashion-MNIST), which show the figures
+but not the comparison; the measured tables are in docs/diagnostics.md.
 """
 
 import argparse
 import os
+import sys
 import time
 
 import numpy as np
@@ -33,7 +45,8 @@ from skssl.augment import Augment
 from skssl.baselines import RandomInit
 from skssl.diagnostics import alignment_uniformity
 
-OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "output")
+# The script's folder (sphinx-gallery, which runs the examples for the docs, defines no __file__).
+OUT = os.path.join(os.path.dirname(os.path.abspath(sys.argv[0])), "output")
 
 # What keeps a digit a digit (checked with plot_augmentations): mild crops and
 # small rotations, no flips (a flipped 2 is no digit). Used to measure
@@ -41,11 +54,18 @@ OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "output")
 DIGITS_AUGMENT = Augment(crop_scale=(0.6, 1.0), flip_p=0.0, degrees=10, saturation=0.0, grayscale_p=0.0)
 
 
+# The docs gallery runs every example at small settings (docs/conf.py sets this).
+SMALL = os.environ.get("SKSSL_EXAMPLE_SIZE") == "small"
+SMALL_METHODS = (skssl.RotationSSL, skssl.SimCLR, skssl.DeepClusterSSL)
+
+
 def estimators(epochs):
     """Every method with its default parameters at ``epochs`` epochs, and the two floors."""
     models = {"raw pixels": None, "RandomInit": RandomInit(random_state=0)}
     for cls in skssl.IMAGE_ESTIMATORS:
         if cls is skssl.ColorizationSSL:  # it needs colour images; both data sets are grayscale
+            continue
+        if SMALL and cls not in SMALL_METHODS:
             continue
         models[cls.__name__] = cls(max_epochs=epochs, random_state=0)
     return models
@@ -77,15 +97,15 @@ def main():
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     os.makedirs(OUT, exist_ok=True)
-    epochs = 1 if args.quick else args.epochs
+    epochs = 1 if args.quick or SMALL else args.epochs
     report = [f"# compare_pretexts.py ({'--quick' if args.quick else f'{epochs} epochs'}, "
               f"{torch.get_num_threads()} torch threads, torch {torch.__version__})\n"]
 
     # ------------------------------------------------------------------ digits
     X, y = load_digits_images(return_X_y=True)
     order = np.random.RandomState(0).permutation(len(X))
-    n_train = 600 if args.quick else 1200
-    train, held_out = order[:n_train], order[n_train:]
+    n_train = 300 if SMALL else 600 if args.quick else 1200
+    train, held_out = order[:n_train], order[n_train:n_train + 200 if SMALL else None]
     X_train, y_train, X_held, y_held = X[train], y[train], X[held_out], y[held_out]
     print(f"digits: {len(X_train)} training images (no labels for pretraining), {len(X_held)} held out; "
           f"{epochs} epoch(s) per method\n")
@@ -112,6 +132,8 @@ def main():
     # ------------------------------------------------------------- Fashion-MNIST
     fashion = None
     try:
+        if SMALL:
+            raise FileNotFoundError("not at the docs' small settings")
         Xf, yf = skssl.load_fashion_mnist(subset="train", return_X_y=True, download=False)
         Xf_test, yf_test = skssl.load_fashion_mnist(subset="test", return_X_y=True, download=False)
     except FileNotFoundError as exc:
@@ -156,11 +178,11 @@ def main():
     maps = ["raw pixels", "RotationSSL", "RotationSSL (random labels)", best]
     fig, axes = plt.subplots(2, 2, figsize=(11, 9.5), layout="constrained")
     for ax, name in zip(axes.flat, maps):
-        plot_embedding(digits.estimators[name], X_held, y_held, ax=ax,
+        plot_embedding(digits.estimators[name], X_held, y_held, ax=ax, method="pca" if SMALL else "tsne",
                        title=f"{name} (10 labels/class: {accuracy[name]:.2f})")
     for ax in axes.flat[:-1]:  # one legend is enough
         ax.get_legend().remove()
-    fig.suptitle("t-SNE of the held-out digits' embeddings, coloured by digit")
+    fig.suptitle(f"{'PCA' if SMALL else 't-SNE'} of the held-out digits' embeddings, coloured by digit")
     save(fig, "digits_tsne.png")
 
     trained = {name: m for name, m in digits.estimators.items() if m is not None and getattr(m, "history_", None)}

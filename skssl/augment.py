@@ -59,6 +59,25 @@ def symmetric_beta_ppf(u, alpha):
     variates with exactly one draw each (``torch.distributions.Beta`` cannot
     take a generator). Interpolates a table; absolute error below 1e-5 for
     alpha in [0.05, 20]. ``alpha=1`` returns ``u`` itself.
+
+    Parameters
+    ----------
+    u : torch.Tensor
+        Probabilities in [0, 1].
+    alpha : float
+        Both shape parameters of the Beta distribution.
+
+    Returns
+    -------
+    torch.Tensor
+        The quantiles, of the shape and dtype of ``u``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skssl.augment import symmetric_beta_ppf
+    >>> symmetric_beta_ppf(torch.tensor([0.0, 0.5, 1.0]), 0.6)
+    tensor([0.0000, 0.5000, 1.0000])
     """
     if alpha == 1:
         return u
@@ -78,10 +97,12 @@ def crop_flip_affine_matrices(batch_size, generator, height, width, *, scale=Non
 
     Parameters
     ----------
-    batch_size, height, width : int
-        Batch size and input image size.
+    batch_size : int
+        Number of matrices.
     generator : torch.Generator
         Source of randomness; the matrices are created on its device.
+    height, width : int
+        Input image size.
     scale, ratio : tuple of float
         Random resized crop: area fraction and (log-uniform) aspect ratio, as in
         torchvision. ``scale=None`` keeps the full image.
@@ -90,6 +111,8 @@ def crop_flip_affine_matrices(batch_size, generator, height, width, *, scale=Non
         (+-translate times the output size, per axis).
     out_size : int or tuple of int, optional
         Output size (defaults to the input size); sets the pixel aspect of the rotation.
+    dtype : torch.dtype, default=torch.float32
+        Dtype of the matrices.
     boxes : Tensor (batch_size, 4), optional
         Per-sample regions ``(x0, y0, x1, y1)`` as fractions of the width and
         height, where the crop centres are drawn (ContrastiveCrop, Peng et al.
@@ -106,6 +129,13 @@ def crop_flip_affine_matrices(batch_size, generator, height, width, *, scale=Non
     -------
     theta : Tensor (batch_size, 2, 3)
         Output-to-input maps in normalised coordinates (``align_corners=False``).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skssl.augment import crop_flip_affine_matrices
+    >>> crop_flip_affine_matrices(4, torch.Generator().manual_seed(0), 16, 16, scale=(0.5, 1.0)).shape
+    torch.Size([4, 2, 3])
     """
     H2, W2 = _pair(out_size) if out_size is not None else (height, width)
     u = torch.rand(batch_size, 8, generator=generator, device=generator.device, dtype=dtype)
@@ -164,7 +194,33 @@ def random_resized_crop(x, generator, scale=(0.2, 1.0), ratio=(3 / 4, 4 / 3), si
     """Random crop (area fraction in `scale`, aspect in `ratio`) resized to `size`.
 
     Semantics of ``torchvision.transforms.RandomResizedCrop``, except that an infeasible
-    box is clamped to the image instead of re-drawn. `size` (int or (h, w)) defaults to (H, W).
+    box is clamped to the image instead of re-drawn.
+
+    Parameters
+    ----------
+    x : torch.Tensor of shape (B, C, H, W)
+        Float images in [0, 1].
+    generator : torch.Generator
+        Source of randomness, on ``x.device``.
+    scale : tuple of float, default=(0.2, 1.0)
+        Range of the crop's area as a fraction of the image.
+    ratio : tuple of float, default=(3/4, 4/3)
+        Range of the crop's aspect ratio (drawn log-uniformly).
+    size : int, tuple (h, w) or None, default=None
+        Output size; ``None`` keeps (H, W).
+
+    Returns
+    -------
+    torch.Tensor of shape (B, C, h, w)
+        The resized crops.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skssl.augment import random_resized_crop
+    >>> x = torch.rand(4, 3, 16, 16)
+    >>> random_resized_crop(x, torch.Generator().manual_seed(0), size=8).shape
+    torch.Size([4, 3, 8, 8])
     """
     B, _, H, W = x.shape
     theta = crop_flip_affine_matrices(B, generator, H, W, scale=scale, ratio=ratio,
@@ -173,14 +229,62 @@ def random_resized_crop(x, generator, scale=(0.2, 1.0), ratio=(3 / 4, 4 / 3), si
 
 
 def random_flip(x, generator, p=0.5):
-    """Flip each sample horizontally with probability `p` (exact, no resampling)."""
+    """Flip each sample horizontally with probability `p` (exact, no resampling).
+
+    Parameters
+    ----------
+    x : torch.Tensor of shape (B, C, H, W)
+        Float images in [0, 1].
+    generator : torch.Generator
+        Source of randomness, on ``x.device``.
+    p : float, default=0.5
+        Probability of flipping a sample.
+
+    Returns
+    -------
+    torch.Tensor of shape (B, C, H, W)
+        The augmented batch.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skssl.augment import random_flip
+    >>> x = torch.rand(4, 3, 16, 16)
+    >>> random_flip(x, torch.Generator().manual_seed(0)).shape
+    torch.Size([4, 3, 16, 16])
+    """
     mask = _rand(x, generator, x.shape[0]) < p
     return torch.where(_col(mask), x.flip(-1), x)
 
 
 @_upcast
 def random_affine(x, generator, degrees=0.0, translate=0.0):
-    """Rotate by U(-degrees, degrees) and shift by U(-translate, translate) x size, per sample."""
+    """Rotate by U(-degrees, degrees) and shift by U(-translate, translate) x size, per sample.
+
+    Parameters
+    ----------
+    x : torch.Tensor of shape (B, C, H, W)
+        Float images in [0, 1].
+    generator : torch.Generator
+        Source of randomness, on ``x.device``.
+    degrees : float, default=0.0
+        Largest rotation, in degrees.
+    translate : float, default=0.0
+        Largest shift, as a fraction of the image size.
+
+    Returns
+    -------
+    torch.Tensor of shape (B, C, H, W)
+        The augmented batch.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skssl.augment import random_affine
+    >>> x = torch.rand(4, 3, 16, 16)
+    >>> random_affine(x, torch.Generator().manual_seed(0), degrees=15).shape
+    torch.Size([4, 3, 16, 16])
+    """
     if degrees == 0 and translate == 0:
         return x
     B, _, H, W = x.shape
@@ -257,12 +361,61 @@ def color_jitter(x, generator, brightness=0.4, contrast=0.4, saturation=0.4, p=0
     ``ColorJitter(hue=...)`` turns the HSV hexagon instead, keeping HSV value and
     saturation. On mid-range colours a YIQ turn moves the HSV hue by 0.7 to 1.5 times its
     angle (median 1.05); being linear, it keeps the whole jitter one 3x3 matrix per sample.
+
+    Parameters
+    ----------
+    x : torch.Tensor of shape (B, C, H, W)
+        Float images in [0, 1].
+    generator : torch.Generator
+        Source of randomness, on ``x.device``.
+    brightness, contrast, saturation : float, default=0.4
+        Jitter strengths ``s``: factors are drawn from [1 - s, 1 + s].
+    p : float, default=0.8
+        Probability of jittering a sample.
+    hue : float, default=0.0
+        Largest hue turn, as a fraction of a full turn, in [0, 0.5].
+
+    Returns
+    -------
+    torch.Tensor of shape (B, C, H, W)
+        The jittered batch.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skssl.augment import color_jitter
+    >>> x = torch.rand(4, 3, 16, 16)
+    >>> color_jitter(x, torch.Generator().manual_seed(0), hue=0.1).shape
+    torch.Size([4, 3, 16, 16])
     """
     return _color(x, generator, brightness, contrast, saturation, p, hue=hue)
 
 
 def random_grayscale(x, generator, p=0.2):
-    """Replace each 3-channel sample by its luma (repeated) with probability `p`."""
+    """Replace each 3-channel sample by its luma (repeated) with probability `p`.
+
+    Parameters
+    ----------
+    x : torch.Tensor of shape (B, C, H, W)
+        Float images in [0, 1].
+    generator : torch.Generator
+        Source of randomness, on ``x.device``.
+    p : float, default=0.2
+        Probability of turning a sample gray.
+
+    Returns
+    -------
+    torch.Tensor of shape (B, C, H, W)
+        The augmented batch.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skssl.augment import random_grayscale
+    >>> x = torch.rand(4, 3, 16, 16)
+    >>> random_grayscale(x, torch.Generator().manual_seed(0)).shape
+    torch.Size([4, 3, 16, 16])
+    """
     if x.shape[1] != 3 or p <= 0:
         return x
     mask = _rand(x, generator, x.shape[0]) < p
@@ -273,8 +426,33 @@ def random_grayscale(x, generator, p=0.2):
 def gaussian_blur(x, generator, sigma=(0.1, 2.0), p=0.5, kernel_size=None):
     """Separable Gaussian blur with per-sample sigma ~ U(sigma), applied with probability `p`.
 
-    `kernel_size` (made odd) defaults to ~10% of min(H, W), at least 3 (as in SimCLR);
-    borders are reflect-padded so constant images stay constant.
+    Borders are reflect-padded so constant images stay constant.
+
+    Parameters
+    ----------
+    x : torch.Tensor of shape (B, C, H, W)
+        Float images in [0, 1].
+    generator : torch.Generator
+        Source of randomness, on ``x.device``.
+    sigma : tuple of float, default=(0.1, 2.0)
+        Range of the standard deviation, in pixels.
+    p : float, default=0.5
+        Probability of blurring a sample.
+    kernel_size : int or None, default=None
+        Kernel width (made odd); ``None``: about 10% of min(H, W), at least 3 (as in SimCLR).
+
+    Returns
+    -------
+    torch.Tensor of shape (B, C, H, W)
+        The augmented batch.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skssl.augment import gaussian_blur
+    >>> x = torch.rand(4, 3, 16, 16)
+    >>> gaussian_blur(x, torch.Generator().manual_seed(0)).shape
+    torch.Size([4, 3, 16, 16])
     """
     B, C, H, W = x.shape
     k = kernel_size or max(3, round(0.1 * min(H, W)))
@@ -300,6 +478,30 @@ def random_solarize(x, generator, p=0.2, threshold=0.5):
     """Solarize each sample with probability `p`: values >= `threshold` become ``1 - x``.
 
     As PIL's ``ImageOps.solarize`` at 128 (BYOL's and Barlow Twins' solarization).
+
+    Parameters
+    ----------
+    x : torch.Tensor of shape (B, C, H, W)
+        Float images in [0, 1].
+    generator : torch.Generator
+        Source of randomness, on ``x.device``.
+    p : float, default=0.2
+        Probability of solarizing a sample.
+    threshold : float, default=0.5
+        Values at or above it are inverted.
+
+    Returns
+    -------
+    torch.Tensor of shape (B, C, H, W)
+        The augmented batch.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skssl.augment import random_solarize
+    >>> x = torch.rand(4, 3, 16, 16)
+    >>> random_solarize(x, torch.Generator().manual_seed(0)).shape
+    torch.Size([4, 3, 16, 16])
     """
     if p <= 0:
         return x
@@ -308,7 +510,32 @@ def random_solarize(x, generator, p=0.2, threshold=0.5):
 
 
 def gaussian_noise(x, generator, std=0.05, p=0.5):
-    """Add N(0, std^2) noise to each sample with probability `p`; clamped to [0, 1]."""
+    """Add N(0, std^2) noise to each sample with probability `p`; clamped to [0, 1].
+
+    Parameters
+    ----------
+    x : torch.Tensor of shape (B, C, H, W)
+        Float images in [0, 1].
+    generator : torch.Generator
+        Source of randomness, on ``x.device``.
+    std : float, default=0.05
+        Standard deviation of the noise.
+    p : float, default=0.5
+        Probability of noising a sample.
+
+    Returns
+    -------
+    torch.Tensor of shape (B, C, H, W)
+        The augmented batch.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skssl.augment import gaussian_noise
+    >>> x = torch.rand(4, 3, 16, 16)
+    >>> gaussian_noise(x, torch.Generator().manual_seed(0)).shape
+    torch.Size([4, 3, 16, 16])
+    """
     if std <= 0 or p <= 0:
         return x
     on = (_rand(x, generator, x.shape[0]) < p).to(x.dtype)
@@ -320,27 +547,6 @@ def gaussian_noise(x, generator, std=0.05, p=0.5):
 class Augment:
     """Immutable augmentation pipeline: geometry (one fused warp), colour, blur, solarization, noise.
 
-    Parameters
-    ----------
-    crop_scale, crop_ratio : tuple of float
-        Random resized crop (see `random_resized_crop`); ``crop_scale=None`` disables it.
-    flip_p, degrees, translate : float
-        Horizontal flip probability, rotation range, shift range (fraction of size).
-    brightness, contrast, saturation, jitter_p : float
-        Colour jitter strengths in [0, 1] and the probability of jittering a sample.
-    hue : float
-        Hue jitter in [0, 0.5]: a jittered RGB sample's colours turn about the gray
-        axis (in YIQ) by U(-hue, hue) of a full turn, which moves its HSV hue by
-        about as much (see `color_jitter`); ignored for other channel counts.
-    grayscale_p, blur_p, noise_p : float
-        Probabilities of grayscale (RGB only), Gaussian blur and Gaussian noise.
-    blur_sigma : tuple of float
-        Range of the blur's standard deviation, in pixels.
-    noise_std : float
-        Standard deviation of the additive noise; 0 disables it.
-    solarize_p : float
-        Probability of solarizing a sample (values >= 0.5 become ``1 - x``).
-
     Calling ``aug(x, generator)`` on a (B, C, H, W) batch is deterministic given the
     generator's state; ops run in the order crop/flip/affine, jitter (brightness,
     contrast, saturation, hue), grayscale, blur, solarization, noise.
@@ -348,6 +554,41 @@ class Augment:
     The classmethods give the published recipes, adapted to the image size and channel
     count: :meth:`simclr`, :meth:`moco_v2` (also SimSiam's) and :meth:`byol` (also Barlow
     Twins' and VICReg's; one pipeline per view).
+
+    Parameters
+    ----------
+    crop_scale, crop_ratio : tuple of float
+        Random resized crop (see `random_resized_crop`); ``crop_scale=None`` disables it.
+    flip_p, degrees, translate : float
+        Horizontal flip probability, rotation range, shift range (fraction of size).
+    brightness, contrast, saturation : float
+        Colour jitter strengths in [0, 1].
+    hue : float
+        Hue jitter in [0, 0.5]: a jittered RGB sample's colours turn about the gray
+        axis (in YIQ) by U(-hue, hue) of a full turn, which moves its HSV hue by
+        about as much (see `color_jitter`); ignored for other channel counts.
+    jitter_p : float
+        Probability of jittering a sample's colours.
+    grayscale_p, blur_p : float
+        Probabilities of grayscale (RGB only) and Gaussian blur.
+    blur_sigma : tuple of float
+        Range of the blur's standard deviation, in pixels.
+    noise_std : float
+        Standard deviation of the additive noise; 0 disables it.
+    noise_p : float
+        Probability of adding noise to a sample.
+    solarize_p : float
+        Probability of solarizing a sample (values >= 0.5 become ``1 - x``).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skssl.augment import Augment
+    >>> augment = Augment(crop_scale=(0.6, 1.0), flip_p=0.0, degrees=10)
+    >>> augment(torch.rand(4, 1, 8, 8), torch.Generator().manual_seed(0)).shape
+    torch.Size([4, 1, 8, 8])
+    >>> Augment.simclr(32, 3).crop_scale
+    (0.08, 1.0)
     """
     crop_scale: tuple = (0.2, 1.0)
     crop_ratio: tuple = (3 / 4, 4 / 3)
@@ -430,26 +671,71 @@ class Augment:
 
     @classmethod
     def simclr(cls, image_size: int, channels: int) -> "Augment":
-        """SimCLR (Chen et al., ICML 2020, appendix A): crop scale (0.08, 1), flip, colour
-        jitter (0.4, 0.4, 0.4, 0.1) with p=0.8 (colour strength 0.5, the paper's CIFAR-10
-        setting; its ImageNet strength 1.0 doubles each), grayscale p=0.2, blur p=0.5
-        (none at 32 px and below)."""
+        """Augmentation of SimCLR (Chen et al., ICML 2020, appendix A).
+
+        Crop scale (0.08, 1), flip, colour jitter (0.4, 0.4, 0.4, 0.1) with
+        p=0.8 (colour strength 0.5, the paper's CIFAR-10 setting; its ImageNet
+        strength 1.0 doubles each), grayscale p=0.2, blur p=0.5 (none at 32 px
+        and below).
+
+        Parameters
+        ----------
+        image_size : int
+            Working image size in pixels (blur only above 32).
+        channels : int
+            Image channels (saturation, hue and grayscale only for 3).
+
+        Returns
+        -------
+        Augment
+            The recipe.
+        """
         return cls._recipe(image_size, channels, crop_scale=(0.08, 1.0), saturation=0.4, hue=0.1, blur_p=0.5)
 
     @classmethod
     def moco_v2(cls, image_size: int, channels: int) -> "Augment":
-        """MoCo v2 (Chen et al. 2020, ``aug_plus`` in facebookresearch/moco), also SimSiam's
-        (Chen & He, CVPR 2021): crop scale (0.2, 1), colour jitter (0.4, 0.4, 0.4, 0.1) with
-        p=0.8, grayscale p=0.2, blur sigma 0.1-2 with p=0.5 (none at 32 px and below), flip."""
+        """Augmentation of MoCo v2 (Chen et al. 2020), also SimSiam's (Chen & He, CVPR 2021).
+
+        ``aug_plus`` in facebookresearch/moco: crop scale (0.2, 1), colour
+        jitter (0.4, 0.4, 0.4, 0.1) with p=0.8, grayscale p=0.2, blur sigma
+        0.1-2 with p=0.5 (none at 32 px and below), flip.
+
+        Parameters
+        ----------
+        image_size : int
+            Working image size in pixels (blur only above 32).
+        channels : int
+            Image channels (saturation, hue and grayscale only for 3).
+
+        Returns
+        -------
+        Augment
+            The recipe.
+        """
         return cls._recipe(image_size, channels, crop_scale=(0.2, 1.0), saturation=0.4, hue=0.1, blur_p=0.5)
 
     @classmethod
     def byol(cls, image_size: int, channels: int) -> tuple:
-        """BYOL's asymmetric pair (Grill et al., NeurIPS 2020, table 6), also used by Barlow
-        Twins (Zbontar et al. 2021) and VICReg (Bardes et al. 2022): both views get crop
-        scale (0.08, 1), flip, colour jitter (0.4, 0.4, 0.2, 0.1) with p=0.8 and grayscale
-        p=0.2; blur p=1.0 on the first view and 0.1 on the second (none at 32 px and
-        below), solarization p=0 and 0.2. Returns ``(view_1, view_2)``."""
+        """BYOL's asymmetric pair of augmentations (Grill et al., NeurIPS 2020, table 6).
+
+        Also used by Barlow Twins (Zbontar et al. 2021) and VICReg (Bardes et
+        al. 2022): both views get crop scale (0.08, 1), flip, colour jitter
+        (0.4, 0.4, 0.2, 0.1) with p=0.8 and grayscale p=0.2; blur p=1.0 on the
+        first view and 0.1 on the second (none at 32 px and below),
+        solarization p=0 and 0.2.
+
+        Parameters
+        ----------
+        image_size : int
+            Working image size in pixels (blur only above 32).
+        channels : int
+            Image channels (saturation, hue and grayscale only for 3).
+
+        Returns
+        -------
+        tuple of Augment
+            ``(view_1, view_2)``.
+        """
         common = dict(crop_scale=(0.08, 1.0), saturation=0.2, hue=0.1)
         return (cls._recipe(image_size, channels, blur_p=1.0, **common),
                 cls._recipe(image_size, channels, blur_p=0.1, solarize_p=0.2, **common))

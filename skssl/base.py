@@ -168,6 +168,51 @@ COMMON_ATTRIBUTES = """backbone_ : skssl.backbones.Backbone
         Number of features (pixels times channels) per input row."""
 
 
+def _default_text(value):
+    return f'"{value}"' if isinstance(value, str) else repr(value)
+
+
+def compose_docstring(doc, sections, params):
+    """A method's docstring with its shared sections filled in and its Parameters in signature order.
+
+    ``{name}`` placeholders are replaced by ``sections[name]`` (the shared
+    parameter and attribute descriptions, written once in the base classes).
+    The Parameters entries are then put in the order of ``params`` (numpydoc
+    checks the order against the signature), a parameter described twice
+    keeps its first (the method's own) description, and an entry without a
+    ``default=`` gets the method's default from ``params``, so that shared
+    descriptions of per-method defaults (``max_epochs``, ``lr``) state them.
+    """
+    for name, text in sections.items():
+        doc = doc.replace("{" + name + "}", text)
+    lines = doc.split("\n")
+    try:
+        start = next(i for i in range(len(lines) - 1)
+                     if lines[i].strip() == "Parameters" and set(lines[i + 1].strip()) == {"-"}) + 2
+    except StopIteration:
+        return doc
+    indent = len(lines[start - 2]) - len(lines[start - 2].lstrip())
+    end = next((i for i in range(start, len(lines) - 1)
+                if lines[i].strip() and set(lines[i + 1].strip()) == {"-"}), len(lines))
+    while end > start and not lines[end - 1].strip():
+        end -= 1
+    entries, current = {}, None
+    for line in lines[start:end]:
+        if line.strip() and len(line) - len(line.lstrip()) == indent:
+            names = tuple(n.strip() for n in line.split(" : ")[0].split(","))
+            current = None if names in entries else names
+            if current is not None:
+                entries[current] = [line]
+        elif current is not None:
+            entries[current].append(line)
+    for names, entry in entries.items():
+        if len(names) == 1 and names[0] in params and " : " in entry[0] and "default=" not in entry[0]:
+            entry[0] += f", default={_default_text(params[names[0]])}"
+    rank = {name: i for i, name in enumerate(params)}
+    order = sorted(entries, key=lambda names: min(rank.get(n, len(rank)) for n in names))
+    return "\n".join(lines[:start] + [line for names in order for line in entries[names]] + lines[end:])
+
+
 def _make_init(params):
     """An ``__init__`` that stores ``params`` unchanged, with a real signature.
 
@@ -194,9 +239,18 @@ def _make_init(params):
 
 
 class BaseSSL(ClassNamePrefixFeaturesOutMixin, TransformerMixin, TrainingLoop, BaseEstimator):
-    """Base class of every self-supervised estimator; not used directly."""
+    """Base class of every self-supervised estimator; not used directly.
+
+    Examples
+    --------
+    >>> from skssl import BaseSSL, SimCLR
+    >>> issubclass(SimCLR, BaseSSL)
+    True
+    """
 
     _params = COMMON_PARAMS
+    # Placeholders that a subclass docstring may use, in braces; subclasses add their own.
+    _doc_sections = {"common_parameters": COMMON_DOC, "common_attributes": COMMON_ATTRIBUTES}
     _parameter_constraints = {
         "backbone": [StrOptions({"auto", *BACKBONES}), nn.Module],
         "stage": [Integral],
@@ -231,15 +285,20 @@ class BaseSSL(ClassNamePrefixFeaturesOutMixin, TransformerMixin, TrainingLoop, B
                 f"{cls.__name__} defines {clash}, which would replace part of BaseSSL's training loop; "
                 "methods take part through the documented hooks. Rename the method."
             )
-        params = {}
+        params, sections, introduced = {}, {}, {}
         for klass in reversed(cls.__mro__):
-            params.update(vars(klass).get("_params", {}))
-        own = {k: v for k, v in params.items() if k not in COMMON_PARAMS}
-        cls.__init__ = _make_init({**own, **{k: params[k] for k in COMMON_PARAMS}})
+            declared = vars(klass).get("_params", {})
+            params.update(declared)
+            sections.update(vars(klass).get("_doc_sections", {}))
+            introduced.update({k: klass for k in declared if k not in introduced})
+        # Signature order: the class's own parameters first, then each base's, then the common ones, which
+        # is the order the docstrings read in.
+        depth = {klass: i for i, klass in enumerate(cls.__mro__)}
+        own = sorted((k for k in params if k not in COMMON_PARAMS), key=lambda k: depth[introduced[k]])
+        ordered = {**{k: params[k] for k in own}, **{k: params[k] for k in COMMON_PARAMS}}
+        cls.__init__ = _make_init(ordered)
         if cls.__doc__:
-            cls.__doc__ = cls.__doc__.replace("{common_parameters}", COMMON_DOC).replace(
-                "{common_attributes}", COMMON_ATTRIBUTES
-            )
+            cls.__doc__ = compose_docstring(cls.__doc__, sections, ordered)
 
     # ------------------------------------------------------------------ hooks
     def _build_heads(self, feature_dim):
@@ -625,6 +684,8 @@ class BaseSSL(ClassNamePrefixFeaturesOutMixin, TransformerMixin, TrainingLoop, B
         Parameters
         ----------
         X : array-like of shape (n, h*w*c), (n, h, w) or (n, h, w, c), or a torch Dataset
+            Images as ``fit`` takes them; their shape must match the
+            training images' (``image_shape_``).
 
         Returns
         -------
@@ -646,6 +707,11 @@ class BaseSSL(ClassNamePrefixFeaturesOutMixin, TransformerMixin, TrainingLoop, B
         Read it back with :func:`skssl.load`, which never runs code from the
         file, so it is the format to share models in. Pickle and joblib also
         work (for your own files, Pipelines and GridSearchCV).
+
+        Parameters
+        ----------
+        path : str or path-like
+            File to write (by convention with the suffix ``.skssl``).
         """
         from .persistence import save
 

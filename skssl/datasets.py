@@ -15,7 +15,7 @@ from sklearn.utils import Bunch
 
 from . import _folder
 
-__all__ = ["load_digits_images", "load_fashion_mnist", "read_idx", "FASHION_MNIST_CLASSES", "ImageFolder",
+__all__ = ["load_digits_images", "load_fashion_mnist", "read_idx", "FASHION_MNIST_CLASSES", "ImageFolder", "make_moving_images",
            "load_image_folder"]
 
 FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -34,6 +34,7 @@ def load_digits_images(*, return_X_y=False):
     Parameters
     ----------
     return_X_y : bool, default=False
+        Return ``(images, target)`` instead of a Bunch.
 
     Returns
     -------
@@ -143,9 +144,11 @@ def load_fashion_mnist(data_home=None, *, subset="train", return_X_y=False, down
     Parameters
     ----------
     data_home : str or path-like, optional
+        Folder searched first for the IDX files, and downloaded into (see above).
     subset : {"train", "test", "all"}, default="train"
         60000 training images, 10000 test images, or both (train first).
     return_X_y : bool, default=False
+        Return ``(images, target)`` instead of a Bunch.
     download : bool, default=True
         Allow downloading from the Zalando Research bucket.
 
@@ -375,6 +378,18 @@ class ImageFolder:
 
         Resizing covers the size and centre-crops it, in one step from the
         file (JPEGs decoded at a reduced size where the size allows).
+
+        Parameters
+        ----------
+        i : int
+            Index of the image in ``files``.
+        size : int, tuple (h, w) or None, default=None
+            Size to read the image at; ``None``: ``image_size``.
+
+        Returns
+        -------
+        torch.Tensor of shape (c, h, w), uint8
+            The decoded image.
         """
         import torch
 
@@ -415,6 +430,7 @@ def load_image_folder(root, *, image_size=None, channels=None, on_error="raise",
     root, image_size, channels, on_error, extensions, max_pixels, value_range
         As for :class:`ImageFolder`.
     return_X_y : bool, default=False
+        Return ``(images, target)`` instead of a Bunch.
 
     Returns
     -------

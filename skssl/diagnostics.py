@@ -61,7 +61,9 @@ def implicit_dimensionality(Z, threshold=0.9):
     Parameters
     ----------
     Z : array-like of shape (n_samples, n_features)
+        The embeddings, one row per image.
     threshold : float in (0, 1], default=0.9
+        Fraction of the total variance the components must explain.
 
     Returns
     -------
@@ -97,6 +99,16 @@ def effective_rank(Z):
     :func:`implicit_dimensionality`), so a large common mean counts as one
     strong direction.
 
+    Parameters
+    ----------
+    Z : array-like of shape (n_samples, n_features)
+        The embeddings, one row per image.
+
+    Returns
+    -------
+    float
+        The effective rank.
+
     Examples
     --------
     >>> round(effective_rank(np.eye(4)), 6)
@@ -117,6 +129,18 @@ def alignment(Z1, Z2, alpha=2):
     image; both are normalised to unit length first, so the value lies in
     ``[0, 2**alpha]``.
 
+    Parameters
+    ----------
+    Z1, Z2 : array-like of shape (n_samples, n_features)
+        Embeddings of the first and the second view of each image.
+    alpha : float, default=2
+        Exponent of the distance.
+
+    Returns
+    -------
+    float
+        The alignment.
+
     Examples
     --------
     >>> Z = np.random.default_rng(0).normal(size=(5, 3))
@@ -136,6 +160,18 @@ def uniformity(Z, t=2):
     is more uniform on the sphere (with ``t=2``, about -3.8 for many points
     spread uniformly over the sphere in 40 dimensions, tending to -4 as the
     dimension grows).
+
+    Parameters
+    ----------
+    Z : array-like of shape (n_samples, n_features)
+        The embeddings, one row per image (at least 2).
+    t : float, default=2
+        Scale of the Gaussian potential.
+
+    Returns
+    -------
+    float
+        The uniformity.
 
     Examples
     --------
@@ -181,7 +217,9 @@ def alignment_uniformity(estimator, X, *, augment=None, alpha=2, t=2, max_sample
     Parameters
     ----------
     estimator : fitted skssl estimator
+        The estimator whose embedding is measured.
     X : array-like of images, as ``transform`` takes them
+        Images; each is augmented twice.
     augment : skssl.augment.Augment, tuple of Augment or None, default=None
         The views' augmentation; ``None`` uses the one the estimator trained
         with (``augment_``; a tuple gives view ``i`` its ``i``-th pipeline).
@@ -246,10 +284,13 @@ def pretext_loss(estimator, X, *, batch_size=None, random_state=0):
     Parameters
     ----------
     estimator : fitted skssl estimator
+        The estimator whose pretext loss is measured.
     X : array-like of images
+        Images as ``transform`` takes them.
     batch_size : int, default=None
         ``None``: the estimator's ``batch_size``.
     random_state : int, RandomState or None, default=0
+        Seeds the views, tiles or masks of the pretext.
 
     Returns
     -------
@@ -265,6 +306,15 @@ def pretext_loss(estimator, X, *, batch_size=None, random_state=0):
         an estimator that trains nothing (``RandomInit``). A method counts as
         such when its loss reads the training-set indices of the batch
         (``_batch_index``), which do not exist for other images.
+
+    Examples
+    --------
+    >>> from skssl import RotationSSL, load_digits_images
+    >>> from skssl.diagnostics import pretext_loss
+    >>> X, _ = load_digits_images(return_X_y=True)
+    >>> model = RotationSSL(max_epochs=1, random_state=0).fit(X[:100])
+    >>> pretext_loss(model, X[100:200]) > 0
+    True
     """
     check_is_fitted(estimator, "networks_")
     name = type(estimator).__name__
@@ -356,7 +406,7 @@ def pretext_generalization(estimator, X_train, X_test, *, max_samples=2000, rand
     --------
     >>> from skssl import RotationSSL, load_digits_images
     >>> X, _ = load_digits_images(return_X_y=True)
-    >>> est = RotationSSL(max_epochs=2, random_state=0).fit(X[:300])
+    >>> est = RotationSSL(max_epochs=1, random_state=0).fit(X[:300])
     >>> g = pretext_generalization(est, X[:300], X[300:600])
     >>> g["train_accuracy"] is not None and g["test_loss"] is not None
     True
@@ -421,6 +471,7 @@ def random_label_baseline(estimator, X, y, *, probe="linear", X_test=None, y_tes
     X : array-like of images
         Training images of the random-label clone and of the probes.
     y : array-like of shape (n_samples,)
+        Labels of ``X`` for the probe (never seen by the pretext).
     probe : {"linear", "knn", "few_label"}, default="linear"
         :func:`~skssl.evaluation.linear_probe_score`,
         :func:`~skssl.evaluation.knn_score` (both cross-validated on ``X``
@@ -442,7 +493,7 @@ def random_label_baseline(estimator, X, y, *, probe="linear", X_test=None, y_tes
     --------
     >>> from skssl import RotationSSL, load_digits_images
     >>> X, y = load_digits_images(return_X_y=True)
-    >>> r = random_label_baseline(RotationSSL(max_epochs=2, random_state=0), X[:400], y[:400], cv=2)
+    >>> r = random_label_baseline(RotationSSL(max_epochs=1, random_state=0), X[:400], y[:400], cv=2)
     >>> r["random_label_estimator"].shuffle_pretext_targets
     True
     """
@@ -471,6 +522,15 @@ _HEADERS = {"method": "method", "knn": "kNN", "linear_probe": "linear probe", "e
 class PretextComparison:
     """The table :func:`compare_pretexts` returns.
 
+    Parameters
+    ----------
+    columns : dict of str to list
+        The table's columns (see Attributes).
+    curves : dict of str to dict
+        The few-label curves (see Attributes).
+    estimators : dict of str to estimator
+        The fitted models (see Attributes).
+
     Attributes
     ----------
     columns : dict of str to list
@@ -484,6 +544,13 @@ class PretextComparison:
         :func:`skssl.plotting.plot_comparison` draws).
     estimators : dict of str to estimator
         The fitted models by method name (``None`` for raw pixels).
+
+    Examples
+    --------
+    >>> from skssl.diagnostics import PretextComparison
+    >>> table = PretextComparison({"method": ["raw pixels"], "knn": [0.9]}, {}, {"raw pixels": None})
+    >>> len(table)
+    1
     """
 
     def __init__(self, columns, curves, estimators):
@@ -495,7 +562,18 @@ class PretextComparison:
         return len(self.columns["method"])
 
     def to_markdown(self, digits=3):
-        """The table as GitHub markdown, accuracies with ``digits`` decimals."""
+        """The table as GitHub markdown, accuracies with ``digits`` decimals.
+
+        Parameters
+        ----------
+        digits : int, default=3
+            Decimals of the accuracies.
+
+        Returns
+        -------
+        str
+            The markdown table.
+        """
         names = list(self.columns)
         header = [_HEADERS.get(k, k.replace("few_label_", "") + " labels/class" if k.startswith("few_label_") else k)
                   for k in names]
@@ -551,12 +629,15 @@ def compare_pretexts(estimators, X, y, *, X_test=None, y_test=None, n_per_class=
         ``None`` in place of an estimator is the raw-pixel baseline. Names of
         a list are the class names.
     X : array-like of images
+        Images the estimators are fitted on and that the probes read (with ``y``).
     y : array-like of shape (n_samples,)
         Labels, used by the probes only.
     X_test, y_test : optional
         Held-out images and labels for the kNN and linear-probe columns.
     n_per_class : int or sequence of int, default=(1, 5, 10)
+        Labelled images per class of the few-label columns.
     n_repeats : int, default=5
+        Labelled subsets drawn per few-label column.
     cv : int, default=5
         Folds of the kNN and linear-probe columns without ``X_test``.
     random_labels : bool, default=False

@@ -85,12 +85,19 @@ def linear_probe_score(estimator_or_embeddings, X, y, *, X_test=None, y_test=Non
     estimator_or_embeddings : fitted transformer, None, or array of shape (n_samples, n_features)
         See the module docstring.
     X : array-like or None
+        Images to embed with the estimator, or rows used as they are when
+        ``estimator_or_embeddings`` is None (raw pixels).
     y : array-like of shape (n_samples,)
+        Labels of ``X``.
     X_test, y_test : array-like, optional
         If given, fit on (X, y) and return test accuracy; else mean accuracy over
         ``cv`` shuffled StratifiedKFold folds seeded by ``random_state``.
+    cv : int, default=5
+        Folds of the cross-validation when no test set is given.
     C, max_iter : float, int
         LogisticRegression parameters.
+    random_state : int or None, default=0
+        Seeds the folds.
 
     Returns
     -------
@@ -118,12 +125,14 @@ def knn_score(estimator_or_embeddings, X, y, *, X_test=None, y_test=None, n_neig
 
     Parameters
     ----------
-    estimator_or_embeddings, X, y, X_test, y_test, cv, random_state
+    estimator_or_embeddings, X, y, X_test, y_test
         As in :func:`linear_probe_score`.
     n_neighbors : int, default=20
         Number of neighbours (clipped to the training-set size).
     temperature : float, default=0.07
         Softness of the vote weights; large values approach an unweighted vote.
+    cv, random_state
+        As in :func:`linear_probe_score`.
 
     Returns
     -------
@@ -154,11 +163,14 @@ def few_label_score(estimator_or_embeddings, X, y, n_per_class=10, n_repeats=5, 
     estimator_or_embeddings, X, y
         As in :func:`linear_probe_score`.
     n_per_class : int or sequence of int, default=10
+        Labelled images per class; a sequence scores each.
     n_repeats : int, default=5
+        Labelled subsets drawn per ``n``; the score is their mean.
     probe : {"linear", "knn"}, default="linear"
         StandardScaler + LogisticRegression(max_iter=2000), or cosine kNN with
         ``n_neighbors=min(20, n_labelled)``.
     random_state : int or None, default=0
+        Seeds the labelled subsets.
     return_std : bool, default=False
         Return ``(mean, std)`` over repeats instead of the mean.
 
@@ -211,6 +223,7 @@ def embedding_diagnostics(Z):
     Parameters
     ----------
     Z : array-like of shape (n_samples, n_features)
+        The embeddings, one row per image.
 
     Returns
     -------

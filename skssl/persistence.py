@@ -235,6 +235,7 @@ def save(estimator, path):
     Parameters
     ----------
     estimator : skssl estimator (a BaseSSL subclass), fitted or not
+        The estimator to write.
     path : str or os.PathLike
         Destination. It is replaced atomically: readers see the old file or
         the complete new one, never half a file.
@@ -247,7 +248,18 @@ def save(estimator, path):
 
     See Also
     --------
-    load : read the file back.
+    load : Read the file back.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from skssl import RotationSSL, load, load_digits_images
+    >>> X, _ = load_digits_images(return_X_y=True)
+    >>> model = RotationSSL(max_epochs=1, random_state=0).fit(X[:100])
+    >>> path = os.path.join(tempfile.mkdtemp(), "rotation.skssl")
+    >>> model.save(path)
+    >>> bool((load(path).transform(X[:5]) == model.transform(X[:5])).all())
+    True
     """
     atomic_save(os.fspath(path), _payload(estimator))
 
@@ -309,6 +321,7 @@ def load(path, *, backbone=None):
     Parameters
     ----------
     path : str or os.PathLike
+        A file written by :func:`save` or ``estimator.save``.
     backbone : nn.Module, optional
         Required when the estimator was saved with its own ``nn.Module``
         backbone, which cannot be stored as plain data: a module of the same
@@ -328,6 +341,16 @@ def load(path, *, backbone=None):
         If the file is not a valid skssl save (including any file holding
         Python objects other than plain data and tensors), names an unknown
         class, does not match the estimator's networks, or needs ``backbone``.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from skssl import RotationSSL, load, load_digits_images
+    >>> X, _ = load_digits_images(return_X_y=True)
+    >>> path = os.path.join(tempfile.mkdtemp(), "rotation.skssl")
+    >>> RotationSSL(max_epochs=1, random_state=0).fit(X[:100]).save(path)
+    >>> load(path).transform(X[:5]).shape
+    (5, 128)
     """
     import pickle
 

@@ -1,4 +1,4 @@
-"""Figures for choosing a pretext: few-label curves, embedding maps, training curves, augmented views.
+"""Figures for choosing a pretext: few-label curves, embedding maps, training curves, augmented views, pretext inputs.
 
 matplotlib is an optional extra (``pip install skssl[plots]``); it is
 imported when a function is called. Every function returns the matplotlib
@@ -15,7 +15,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from .augment import Augment
 
-__all__ = ["plot_comparison", "plot_embedding", "plot_history", "plot_augmentations"]
+__all__ = ["plot_comparison", "plot_embedding", "plot_history", "plot_augmentations", "plot_pretext"]
 
 
 def _pyplot():
@@ -57,7 +57,9 @@ def plot_comparison(comparison, *, ax=None, title="Few-label accuracy", legend=T
         Names ending in "(random labels)" are drawn dashed in the colour of
         their pretext; "raw pixels" and "RandomInit" dotted in black and grey.
     ax : matplotlib Axes, optional
+        Axes to draw into; default: a new figure.
     title : str
+        Title of the axes.
     legend : bool, default=True
         A legend beside the axes (outside the data).
     bands : bool or "auto", default="auto"
@@ -118,21 +120,33 @@ def plot_embedding(estimator_or_embeddings, X, y, *, method="tsne", ax=None, max
         As in :mod:`skssl.evaluation`: embeddings are ``estimator.transform(X)``,
         ``None`` maps the raw pixels, an array is used as it is (``X`` may be None).
     X : array-like of images or None
+        Images to embed (None when embeddings are given).
     y : array-like of shape (n_samples,)
         Labels that colour the points (only the colours: the map never sees them).
     method : {"tsne", "pca"}, default="tsne"
         ``TSNE(init="pca")`` on the standardised embedding, or its first two
         principal components.
     ax : matplotlib Axes, optional
+        Axes to draw into; default: a new figure.
     max_samples : int or None, default=2000
         Points drawn at most (a seeded subsample; t-SNE is quadratic).
     title : str, optional
         Defaults to the estimator's class name and the method.
     random_state : int, default=0
+        Seeds the subsample and the t-SNE.
 
     Returns
     -------
     matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> from skssl import load_digits_images
+    >>> from skssl.plotting import plot_embedding
+    >>> X, y = load_digits_images(return_X_y=True)
+    >>> fig = plot_embedding(None, X[:200], y[:200], method="pca")  # the raw pixels
+    >>> fig.axes[0].get_title()
+    'raw pixels: PCA'
     """
     from sklearn.decomposition import PCA
     from sklearn.manifold import TSNE
@@ -197,6 +211,15 @@ def plot_history(estimator, *, metrics=None, ncols=4):
     Returns
     -------
     matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> from skssl import RotationSSL, load_digits_images
+    >>> from skssl.plotting import plot_history
+    >>> X, _ = load_digits_images(return_X_y=True)
+    >>> fig = plot_history(RotationSSL(max_epochs=2, random_state=0).fit(X[:100]))
+    >>> fig.axes[0].get_ylabel()
+    'loss'
     """
     plt = _pyplot()
     from matplotlib.ticker import MaxNLocator
@@ -272,6 +295,7 @@ def plot_augmentations(augment, X, *, n_views=7, image_shape=None, random_state=
         A few images, as the estimators take them: ``(n, h, w)``,
         ``(n, h, w, c)`` or flat rows (pass ``X[i:i + 1]`` for one image).
     n_views : int, default=7
+        Augmented views per image.
     image_shape : tuple, optional
         How to read flat rows, as the estimators' parameter.
     random_state : int, RandomState or None, default=0
@@ -280,6 +304,16 @@ def plot_augmentations(augment, X, *, n_views=7, image_shape=None, random_state=
     Returns
     -------
     matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> from skssl import load_digits_images
+    >>> from skssl.augment import Augment
+    >>> from skssl.plotting import plot_augmentations
+    >>> X, _ = load_digits_images(return_X_y=True)
+    >>> fig = plot_augmentations(Augment(flip_p=0.0, degrees=10), X[:3], n_views=4)
+    >>> len(fig.axes)
+    15
     """
     plt = _pyplot()
     if isinstance(augment, (Augment, tuple)):
@@ -314,4 +348,151 @@ def plot_augmentations(augment, X, *, n_views=7, image_shape=None, random_state=
             if i == 0:
                 ax.set_title("original" if j == 0 else f"view {j}", fontsize="small")
     fig.suptitle(f"{n_views} augmented views per image")
+    return fig
+
+
+class _FirstStepSeen(Exception):
+    """Raised after the first training step has been recorded, to end the fit there."""
+
+
+def _record_first_step(estimator, X, n_show):
+    """Run ``estimator.fit(X)`` up to its first loss and return what that step fed its networks.
+
+    Returns the batch (unit-range images or clips) and a list of the image
+    batches that reached a backbone's ``feature_maps`` (standardised, as the
+    network sees them) or, for methods that bypass it (MAE's ViT parts), the
+    unit-range images passed to ``_standardize``.
+    """
+    from .backbones import Backbone
+
+    seen = {"batch": None, "backbone": [], "standardize": []}
+
+    def keep(where, x):
+        if isinstance(x, torch.Tensor) and x.dim() == 4:
+            where.append(x[:n_show].detach().float().cpu().clone())
+
+    original_standardize = estimator._standardize
+
+    def standardize(x):
+        keep(seen["standardize"], x)
+        return original_standardize(x)
+
+    def loss(x):
+        seen["batch"] = x[:n_show].detach().float().cpu().clone()
+        for module in estimator.networks_.modules():
+            if isinstance(module, Backbone):
+                feature_maps = module.feature_maps
+
+                def recorded(x, stage=-1, _feature_maps=feature_maps):
+                    keep(seen["backbone"], x)
+                    return _feature_maps(x, stage)
+
+                module.feature_maps = recorded
+        estimator._standardize = standardize
+        type(estimator)._loss(estimator, x)
+        raise _FirstStepSeen
+
+    estimator._loss = loss
+    try:
+        estimator.fit(X)
+    except _FirstStepSeen:
+        pass
+    finally:
+        for name in ("_loss", "_standardize"):
+            estimator.__dict__.pop(name, None)
+    if seen["batch"] is None:
+        raise ValueError(f"{type(estimator).__name__} never reached a training step on these images.")
+    return seen["batch"], seen["backbone"] or seen["standardize"], bool(seen["backbone"])
+
+
+def _strip(images):
+    """A row of (c, h, w) tensors as one (h, n * (w + 1) - 1, 3) image, each scaled to its own range.
+
+    Standardised inputs have no fixed range; one image per row keeps the figure to a few Axes.
+    """
+    images = images.float()
+    low = images.flatten(1).min(1).values.view(-1, 1, 1, 1)
+    high = images.flatten(1).max(1).values.view(-1, 1, 1, 1)
+    images = torch.where(high > low, (images - low) / (high - low).clamp_min(1e-12), torch.zeros_like(images))
+    images = images[:, :3] if images.shape[1] >= 3 else images[:, :1].expand(-1, 3, -1, -1)
+    gap = torch.ones(images.shape[0], 3, images.shape[2], 1)
+    row = torch.cat([images, gap], dim=3).permute(2, 0, 3, 1).flatten(1, 2)[:, :-1]
+    return row.numpy()
+
+
+def plot_pretext(estimator, X, *, n_show=12, max_rows=5, batch_size=8, random_state=0):
+    """What a method's training step shows its networks: one step of ``fit`` on ``X``, recorded.
+
+    A clone of ``estimator`` starts fitting on ``X`` and is stopped after its
+    first training step. The figure shows that step's batch (first row) and
+    every image batch that reached a backbone during the step, in the order
+    the method fed them: the four rotations of RotNet, the shuffled tiles of
+    Jigsaw, the two views of SimCLR, the global and local crops of DINO, the
+    lightness channel a colorization network sees, the masked context of an
+    inpainting network, the fakes a GAN's discriminator judges. Methods whose
+    network bypasses the backbone's ``feature_maps`` (MAE's ViT, which hides
+    patches inside the transformer) show the images they standardise
+    instead. Nothing is special-cased per method, so a new method gets its
+    figure from its ``_loss`` alone.
+
+    Parameters
+    ----------
+    estimator : skssl estimator
+        The method, fitted or not; it is cloned (with ``max_epochs=1``,
+        ``batch_size=batch_size`` and ``random_state``), never changed.
+    X : array-like of images or clips
+        Training images as ``fit`` takes them; methods that need a minimum
+        number of images (DeepCluster's clusters) need that many.
+    n_show : int, default=12
+        Images shown per row (the first of each batch the step made).
+    max_rows : int, default=5
+        Rows of network inputs shown at most, after the batch itself.
+    batch_size : int, default=8
+        Batch size of the recorded step.
+    random_state : int, default=0
+        Seeds the clone, hence the batch and its augmentations.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One row (one Axes) per batch, its first ``n_show`` images side by side.
+
+    Examples
+    --------
+    >>> from skssl import RotationSSL, load_digits_images
+    >>> from skssl.plotting import plot_pretext
+    >>> X, _ = load_digits_images(return_X_y=True)
+    >>> fig = plot_pretext(RotationSSL(), X[:64])
+    >>> len(fig.axes)  # the batch, then the four rotations in one backbone call
+    2
+    """
+    from sklearn.base import clone
+
+    plt = _pyplot()
+    if not hasattr(estimator, "_loss"):
+        raise TypeError(f"plot_pretext needs an skssl estimator, got {type(estimator).__name__}")
+    if not isinstance(n_show, int) or n_show < 1 or not isinstance(max_rows, int) or max_rows < 1:
+        raise ValueError(f"n_show and max_rows must be positive ints; got {n_show!r} and {max_rows!r}")
+    model = clone(estimator).set_params(max_epochs=1, batch_size=batch_size, random_state=random_state,
+                                        verbose=False, checkpoint_dir=None, max_time=None)
+    batch, inputs, at_backbone = _record_first_step(model, X, n_show)
+    if batch.dim() == 5:  # clips (n, t, c, h, w): the first clip's frames
+        batch = batch[0]
+    rows = [("batch", batch)] + [(f"input {i + 1}", x) for i, x in enumerate(inputs[:max_rows])]
+    widths = [len(x) * (x.shape[-1] + 1) for _, x in rows]
+    heights = [x.shape[-2] for _, x in rows]
+    fig, axes = plt.subplots(len(rows), 1, figsize=(0.75 * max(len(x) for _, x in rows) + 1.2, 0.9 * len(rows) + 0.7),
+                             squeeze=False, layout="constrained", gridspec_kw={"height_ratios": heights})
+    for (label, images), ax, width in zip(rows, axes[:, 0], widths):
+        ax.imshow(_strip(images), interpolation="nearest", extent=(0, width, images.shape[-2], 0))
+        ax.set_xlim(0, max(widths))
+        ax.set_xticks([]), ax.set_yticks([])
+        for side in ax.spines.values():
+            side.set_visible(False)
+        c, h, w = images.shape[1:]
+        ax.set_ylabel(f"{label}\n{len(images)} of {c}x{h}x{w}", fontsize="small", rotation=0, ha="right", va="center")
+    cols = max(len(x) for _, x in rows)
+    where = "the backbone" if at_backbone else "standardisation"
+    fig.suptitle(f"{type(estimator).__name__}: one training step, first {cols} images of each batch sent to {where}",
+                 fontsize="medium")
     return fig

@@ -142,3 +142,35 @@ def test_plots_ask_for_matplotlib_when_it_is_missing(monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib.pyplot", None)
     with pytest.raises(ImportError, match=r"pip install skssl\[plots\]"):
         plot_history([{"epoch": 1, "loss": 1.0}])
+
+
+def test_plot_pretext_shows_what_the_backbone_received_in_one_training_step(digits):
+    from skssl.plotting import _record_first_step, plot_pretext
+
+    X = digits[0][:64]
+    model = RotationSSL(max_epochs=1, batch_size=8, random_state=0)
+    batch, inputs, at_backbone = _record_first_step(model, X, n_show=32)
+    # RotNet's one backbone call: the 8 images, then the same 8 turned by 90, 180 and 270 degrees.
+    assert at_backbone and len(inputs) == 1 and inputs[0].shape[0] == 32 and batch.shape[0] == 8
+    quarter = inputs[0]
+    for k in (1, 2, 3):
+        torch.testing.assert_close(quarter[8 * k:8 * (k + 1)], torch.rot90(quarter[:8], k, dims=(2, 3)))
+
+    estimator = SimCLR(max_epochs=7)
+    fig = plot_pretext(estimator, X, n_show=6)
+    assert isinstance(fig, Figure)
+    assert estimator.max_epochs == 7 and not hasattr(estimator, "networks_")  # a clone trained, not this one
+    # The batch, then SimCLR's one backbone call (both views in one pass), 6 images each.
+    assert len(fig.axes) == 2 and "input 1" in fig.axes[1].get_ylabel()
+    assert fig.axes[1].images[0].get_array().shape[1] == 6 * (8 + 1) - 1  # six 8-px views, 1-px gaps
+
+
+def test_plot_pretext_refuses_what_is_not_an_skssl_estimator(digits):
+    from sklearn.decomposition import PCA
+
+    from skssl.plotting import plot_pretext
+
+    with pytest.raises(TypeError, match="skssl estimator"):
+        plot_pretext(PCA(), digits[0][:16])
+    with pytest.raises(ValueError, match="n_show"):
+        plot_pretext(RotationSSL(), digits[0][:16], n_show=0)

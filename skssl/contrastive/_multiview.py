@@ -67,6 +67,7 @@ class MultiViewSSL(BaseSSL):
 
     _params = {"augment": None, "crop": "random", "crop_alpha": 0.6, "crop_threshold": 0.1,
                "crop_update_every": 5, "crop_warmup": 5}
+    _doc_sections = {"view_parameters": VIEW_DOC}
     _parameter_constraints = {
         **BaseSSL._parameter_constraints,
         "augment": [Augment, tuple, None],
@@ -76,11 +77,6 @@ class MultiViewSSL(BaseSSL):
         "crop_update_every": [Interval(Integral, 1, None, closed="left")],
         "crop_warmup": [Interval(Integral, 0, None, closed="left")],
     }
-
-    def __init_subclass__(cls, **kwargs):
-        super().__init_subclass__(**kwargs)
-        if cls.__doc__:
-            cls.__doc__ = cls.__doc__.replace("{view_parameters}", VIEW_DOC)
 
     def _validate_params(self):
         super()._validate_params()
@@ -141,8 +137,6 @@ class MultiViewSSL(BaseSSL):
         return torch.from_numpy(self._map_images(images, boxes))
 
 
-# Subclasses get this in __init_subclass__; the base class itself documents the same.
-MultiViewSSL.__doc__ = MultiViewSSL.__doc__.replace("    {view_parameters}\n", "    " + VIEW_DOC + "\n")
 
 
 MULTI_CROP_DOC = """n_global_crops : int, default=2
@@ -155,8 +149,8 @@ MULTI_CROP_DOC = """n_global_crops : int, default=2
         crops of 12 pixels or more), none below, where a local crop would be
         3 or 4 pixels of the object. (Not a measured gain: on the 8-px digits
         the collapse first seen with 6 local crops happened without them too,
-        and came from the heads; see SwAV and DINO.)
-    global_crop_scale, local_crop_scale : tuple (low, high)
+        and came from the heads; see SwAV and DINO.).
+    global_crop_scale, local_crop_scale : tuple (low, high), default=(0.4, 1.0) and (0.05, 0.4)
         Crop area as a fraction of the image, for the global and the local
         crops; they replace the ``crop_scale`` of ``augment`` and
         ``local_augment``.
@@ -192,6 +186,7 @@ class MultiCropSSL(MultiViewSSL):
 
     _params = {"n_global_crops": 2, "n_local_crops": "auto", "global_crop_scale": (0.4, 1.0),
                "local_crop_scale": (0.05, 0.4), "local_crop_size": None, "local_augment": None}
+    _doc_sections = {"multi_crop_parameters": MULTI_CROP_DOC}
     _parameter_constraints = {
         **MultiViewSSL._parameter_constraints,
         "n_global_crops": [Interval(Integral, 2, None, closed="left")],
@@ -203,11 +198,6 @@ class MultiCropSSL(MultiViewSSL):
     }
     # The papers' ratio of local to global crop size: 96 and 224 pixels on ImageNet.
     _local_ratio = 96 / 224
-
-    def __init_subclass__(cls, **kwargs):
-        super().__init_subclass__(**kwargs)
-        if cls.__doc__:
-            cls.__doc__ = cls.__doc__.replace("{multi_crop_parameters}", MULTI_CROP_DOC)
 
     def _validate_params(self):
         super()._validate_params()
@@ -264,5 +254,3 @@ class MultiCropSSL(MultiViewSSL):
         locals_ = self._augment(x.repeat(k, 1, 1, 1), self.local_augment_, size=self._local_size(), **crop)
         return globals_, locals_
 
-
-MultiCropSSL.__doc__ = MultiCropSSL.__doc__.replace("    {multi_crop_parameters}\n", "    " + MULTI_CROP_DOC + "\n")

@@ -105,9 +105,12 @@ class DINO(MultiCropSSL):
         per-image entropy 5.53 of log K = 5.55; with it 5.14.
     {multi_crop_parameters}
     {view_parameters}
-    backbone : see below
+    backbone : {"auto", "small_cnn", "resnet18_cifar", "resnet18", "resnet50", "vit_tiny", "vit_small"} \
+or nn.Module, default="auto"
         ``"auto"`` is ``"vit_tiny"`` from 28 pixels (working size) and the
-        small CNN below; the other values as below.
+        small CNN below; the other values are those of every method: the
+        CIFAR-stem ResNet-18, the ImageNet-stem ResNets, the ViTs or a
+        module of your own (see :class:`skssl.SimCLR`).
     {common_parameters}
 
     Attributes
@@ -128,9 +131,9 @@ class DINO(MultiCropSSL):
     >>> from skssl.contrastive.dino import DINO
     >>> from skssl.datasets import load_digits_images
     >>> X, y = load_digits_images(return_X_y=True)
-    >>> Z = DINO(max_epochs=2, random_state=0).fit_transform(X[:200])
+    >>> Z = DINO(max_epochs=1, random_state=0).fit_transform(X[:100])
     >>> Z.shape
-    (200, 128)
+    (100, 128)
     """
 
     _params = {"out_dim": 1024, "hidden_dim": 512, "bottleneck_dim": 128, "student_temperature": 0.1,

@@ -119,6 +119,7 @@ class InstanceDiscriminationSSL(_MemoryBankLoss, MultiViewSSL):
     projection_dim : int, default=128
         Width of the unit embeddings in the memory bank.
     temperature : float, default=0.07
+        Softmax temperature of the non-parametric softmax over the memory bank.
     bank_momentum : float, default=0.5
         Weight of the old bank row in its update.
     loss : {"softmax", "nce"}, default="softmax"
@@ -147,9 +148,9 @@ class InstanceDiscriminationSSL(_MemoryBankLoss, MultiViewSSL):
     >>> from skssl.contrastive.instance_discrimination import InstanceDiscriminationSSL
     >>> from skssl.datasets import load_digits_images
     >>> X, y = load_digits_images(return_X_y=True)
-    >>> Z = InstanceDiscriminationSSL(max_epochs=2, random_state=0).fit_transform(X[:200])
+    >>> Z = InstanceDiscriminationSSL(max_epochs=1, random_state=0).fit_transform(X[:100])
     >>> Z.shape
-    (200, 128)
+    (100, 128)
     """
 
     _params = {"projection_dim": 128, "temperature": 0.07, "bank_momentum": 0.5, "loss": "softmax",

@@ -74,6 +74,7 @@ class MoCo(MultiViewSSL):
     projection_dim : int, default=128
         Width of the keys and queries.
     temperature : float, default=0.2
+        Softmax temperature of InfoNCE against the queue.
     momentum : float, default=0.99
         Key encoder EMA weight. The paper's 0.999 assumes ~10^6 steps (time
         constant 1000 steps); a few thousand images give tens of steps per
@@ -106,9 +107,9 @@ class MoCo(MultiViewSSL):
     >>> from skssl.contrastive.moco import MoCo
     >>> from skssl.datasets import load_digits_images
     >>> X, y = load_digits_images(return_X_y=True)
-    >>> Z = MoCo(max_epochs=2, random_state=0).fit_transform(X[:200])
+    >>> Z = MoCo(max_epochs=1, random_state=0).fit_transform(X[:100])
     >>> Z.shape
-    (200, 128)
+    (100, 128)
     """
 
     _recipe = "moco_v2"

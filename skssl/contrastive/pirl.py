@@ -38,7 +38,9 @@ class PIRL(_MemoryBankLoss, MultiViewSSL):
     Parameters
     ----------
     projection_dim : int, default=128
+        Width of ``f`` and ``g``, and of the memory bank rows.
     temperature : float, default=0.07
+        Softmax temperature of the contrastive loss.
     loss_weight : float, default=0.5
         ``lambda``, the weight of the image-vs-jigsaw term (the paper's 0.5).
     bank_momentum : float, default=0.5
@@ -67,9 +69,9 @@ class PIRL(_MemoryBankLoss, MultiViewSSL):
     >>> from skssl.contrastive.pirl import PIRL
     >>> from skssl.datasets import load_digits_images
     >>> X, y = load_digits_images(return_X_y=True)
-    >>> Z = PIRL(max_epochs=2, random_state=0).fit_transform(X[:200])
+    >>> Z = PIRL(max_epochs=1, random_state=0).fit_transform(X[:100])
     >>> Z.shape
-    (200, 128)
+    (100, 128)
     """
 
     _params = {"projection_dim": 128, "temperature": 0.07, "loss_weight": 0.5, "bank_momentum": 0.5, "loss": "softmax",

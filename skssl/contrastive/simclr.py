@@ -44,9 +44,9 @@ class SimCLR(MultiViewSSL):
     >>> from skssl import SimCLR
     >>> from skssl.datasets import load_digits_images
     >>> X, y = load_digits_images(return_X_y=True)
-    >>> Z = SimCLR(max_epochs=2, random_state=0).fit_transform(X[:200])
+    >>> Z = SimCLR(max_epochs=1, random_state=0).fit_transform(X[:100])
     >>> Z.shape
-    (200, 128)
+    (100, 128)
     """
 
     _recipe = "simclr"

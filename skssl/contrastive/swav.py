@@ -106,9 +106,9 @@ class SwAV(MultiCropSSL):
     >>> from skssl.contrastive.swav import SwAV
     >>> from skssl.datasets import load_digits_images
     >>> X, y = load_digits_images(return_X_y=True)
-    >>> Z = SwAV(max_epochs=2, random_state=0).fit_transform(X[:200])
+    >>> Z = SwAV(max_epochs=1, random_state=0).fit_transform(X[:100])
     >>> Z.shape
-    (200, 128)
+    (100, 128)
     """
 
     _params = {"n_prototypes": 300, "projection_dim": 128, "hidden_dim": 512, "temperature": 0.1, "epsilon": 0.02,

@@ -132,9 +132,9 @@ class BEiT(MaskedImageModel):
     >>> from skssl import BEiT
     >>> from skssl.datasets import load_digits_images
     >>> X, y = load_digits_images(return_X_y=True)
-    >>> beit = BEiT(max_epochs=2, n_tokens=64, tokenizer_epochs=2, random_state=0).fit(X[:200])
-    >>> beit.transform(X[:200]).shape
-    (200, 192)
+    >>> beit = BEiT(max_epochs=1, n_tokens=64, tokenizer_epochs=1, random_state=0).fit(X[:100])
+    >>> beit.transform(X[:100]).shape
+    (100, 192)
     >>> beit.tokenize(X[:3]).shape
     (3, 16)
     """
@@ -242,7 +242,18 @@ class BEiT(MaskedImageModel):
             return weighted_mean(per_patch, mask.flatten().float())  # over the global batch's masked patches
 
     def tokenize(self, X):
-        """Visual tokens of ``X`` from the fitted tokenizer: int64 array ``(n, patches)``, row-major."""
+        """Visual tokens of ``X`` from the fitted tokenizer.
+
+        Parameters
+        ----------
+        X : array-like of images or a torch Dataset
+            Images as ``fit`` takes them.
+
+        Returns
+        -------
+        ndarray of shape (n, patches), int64
+            The token of every patch, patches in row-major order.
+        """
         check_is_fitted(self, "networks_")
         X = self._check_input(X, reset=False)
         return self._map_batches(X, lambda x: self.tokenizer_.encode(x)).astype(np.int64)
@@ -254,6 +265,19 @@ class BEiT(MaskedImageModel):
 
         Compare with the rate of the most frequent token. Masks are drawn from
         ``random_state``, so repeated calls score the same masks.
+
+        Parameters
+        ----------
+        X : array-like of images or a torch Dataset
+            Images as ``fit`` takes them (held-out images measure generalisation).
+        random_state : int, RandomState or None, default=0
+            Seeds the random draws of the score (masks, samples), so
+            repeated calls score the same ones.
+
+        Returns
+        -------
+        float
+            The fraction of masked patches whose token is predicted correctly.
         """
         check_is_fitted(self, "networks_")
         X = self._check_input(X, reset=False)

@@ -141,9 +141,9 @@ class MAE(MaskedImageModel):
     >>> from skssl import MAE
     >>> from skssl.datasets import load_digits_images
     >>> X, y = load_digits_images(return_X_y=True)
-    >>> mae = MAE(max_epochs=2, random_state=0).fit(X[:200])
-    >>> mae.transform(X[:200]).shape
-    (200, 192)
+    >>> mae = MAE(max_epochs=1, random_state=0).fit(X[:100])
+    >>> mae.transform(X[:100]).shape
+    (100, 192)
     >>> mae.reconstruct(X[:4]).shape
     (4, 8, 8, 1)
     """
@@ -220,6 +220,19 @@ class MAE(MaskedImageModel):
         Lower is better; predicting every hidden patch as flat at its own mean
         scores the fraction of non-flat patches. Masks are drawn from
         ``random_state``, so repeated calls score the same masks.
+
+        Parameters
+        ----------
+        X : array-like of images or a torch Dataset
+            Images as ``fit`` takes them (held-out images measure generalisation).
+        random_state : int, RandomState or None, default=0
+            Seeds the random draws of the score (masks, samples), so
+            repeated calls score the same ones.
+
+        Returns
+        -------
+        float
+            The mean squared error on the hidden patches.
         """
         check_is_fitted(self, "networks_")
         X = self._check_input(X, reset=False)
@@ -236,11 +249,12 @@ class MAE(MaskedImageModel):
         return float(total[0] / max(total[1], 1))
 
     def reconstruct(self, X, random_state=0, return_mask=False):
-        """Images with their hidden patches replaced by the model's prediction.
+        """Reconstruct images: their hidden patches replaced by the model's prediction.
 
         Parameters
         ----------
-        X : array-like of images, as for ``transform``
+        X : array-like of images
+            Images as ``transform`` takes them.
         random_state : int, RandomState or None, default=0
             Seeds the masks (``mask_ratio`` of the patches of each image).
         return_mask : bool, default=False

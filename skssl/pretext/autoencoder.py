@@ -54,9 +54,9 @@ class DenoisingAutoencoderSSL(BaseSSL):
     >>> from skssl.pretext.autoencoder import DenoisingAutoencoderSSL
     >>> from skssl.datasets import load_digits_images
     >>> X, y = load_digits_images(return_X_y=True)
-    >>> Z = DenoisingAutoencoderSSL(max_epochs=2, random_state=0).fit_transform(X[:200])
+    >>> Z = DenoisingAutoencoderSSL(max_epochs=1, random_state=0).fit_transform(X[:100])
     >>> Z.shape
-    (200, 128)
+    (100, 128)
     """
 
     _params = {"noise": "masking", "noise_level": 0.3, "augment": None, "max_epochs": 20, "lr": 2e-3}
@@ -85,14 +85,37 @@ class DenoisingAutoencoderSSL(BaseSSL):
         return reconstruction_error(self._reconstruct(noisy), self._standardize(clean).float()).mean()
 
     def pretext_score(self, X):
-        """Held-out reconstruction error of clean images: per-pixel MSE in standardised units
-        (lower is better; predicting the channel means scores about 1)."""
+        """Held-out reconstruction error of clean images: per-pixel MSE in standardised units.
+
+        Lower is better; predicting the channel means scores about 1.
+
+        Parameters
+        ----------
+        X : array-like of images or a torch Dataset
+            Images as ``fit`` takes them (held-out images measure generalisation).
+
+        Returns
+        -------
+        float
+            The mean squared reconstruction error.
+        """
         X = self._check_input(X, reset=False)
         errors = self._map_batches(X, lambda x: reconstruction_error(self._reconstruct(x), self._standardize(x).float()))
         return float(np.mean(errors))
 
     def reconstruct(self, X):
-        """Reconstructions of ``X`` as ``(n, h, w, c)`` unit-range floats at working size."""
+        """Reconstruct ``X`` from its noised version.
+
+        Parameters
+        ----------
+        X : array-like of images or a torch Dataset
+            Images as ``fit`` takes them.
+
+        Returns
+        -------
+        ndarray of shape (n, h, w, c)
+            Unit-range floats at the working size.
+        """
         X = self._check_input(X, reset=False)
         std = torch.as_tensor(self.channel_std_).view(1, -1, 1, 1)
         mean = torch.as_tensor(self.channel_mean_).view(1, -1, 1, 1)

@@ -101,7 +101,7 @@ class ColorizationSSL(BaseSSL):
     >>> import numpy as np
     >>> from skssl.pretext.colorization import ColorizationSSL
     >>> X = np.random.default_rng(0).random((64, 8, 8, 3))
-    >>> est = ColorizationSSL(max_epochs=2, random_state=0).fit(X)
+    >>> est = ColorizationSSL(max_epochs=1, random_state=0).fit(X)
     >>> est.transform(X).shape
     (64, 128)
     """
@@ -148,13 +148,35 @@ class ColorizationSSL(BaseSSL):
         return F.mse_loss(pred, target)
 
     def pretext_score(self, X):
-        """Held-out colour error: mean squared ab error per pixel, in Lab units (lower is better)."""
+        """Held-out colour error: mean squared ab error per pixel, in Lab units (lower is better).
+
+        Parameters
+        ----------
+        X : array-like of images or a torch Dataset
+            Images as ``fit`` takes them (held-out images measure generalisation).
+
+        Returns
+        -------
+        float
+            The mean squared error of the predicted ab channels.
+        """
         X = self._check_input(X, reset=False)
         errors = self._map_batches(X, lambda x: reconstruction_error(*self._predict_ab(x)))
         return float(np.mean(errors)) * AB_SCALE**2
 
     def colorize(self, X):
-        """Recolour images from their lightness: ``(n, h, w, 3)`` RGB floats in [0, 1] at working size."""
+        """Recolour images from their lightness.
+
+        Parameters
+        ----------
+        X : array-like of images or a torch Dataset
+            Images as ``fit`` takes them.
+
+        Returns
+        -------
+        ndarray of shape (n, h, w, 3)
+            RGB floats in [0, 1] at the working size.
+        """
         X = self._check_input(X, reset=False)
 
         def recolour(x):

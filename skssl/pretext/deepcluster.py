@@ -136,9 +136,9 @@ class DeepClusterSSL(BaseSSL):
     >>> from skssl.pretext.deepcluster import DeepClusterSSL
     >>> from skssl.datasets import load_digits_images
     >>> X, y = load_digits_images(return_X_y=True)
-    >>> est = DeepClusterSSL(n_clusters=20, max_epochs=2, random_state=0).fit(X[:200])
-    >>> est.transform(X[:200]).shape, est.labels_.shape
-    ((200, 128), (200,))
+    >>> est = DeepClusterSSL(n_clusters=20, max_epochs=1, random_state=0).fit(X[:100])
+    >>> est.transform(X[:100]).shape, est.labels_.shape
+    ((100, 128), (100,))
     """
 
     _params = {"n_clusters": 100, "pca_dim": 64, "sobel": True, "augment": None, "max_epochs": 20, "lr": 2e-3}

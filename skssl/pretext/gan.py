@@ -120,7 +120,7 @@ class GANSSL(BaseSSL):
     >>> from skssl.pretext.gan import GANSSL
     >>> from skssl.datasets import load_digits_images
     >>> X, y = load_digits_images(return_X_y=True)
-    >>> gan = GANSSL(max_epochs=2, random_state=0).fit(X[:200])
+    >>> gan = GANSSL(max_epochs=1, random_state=0).fit(X[:100])
     >>> gan.transform(X[:5]).shape, gan.sample(3).shape
     ((5, 128), (3, 64))
     """
@@ -162,6 +162,13 @@ class GANSSL(BaseSSL):
     def sample(self, n_samples=1, random_state=None):
         """Draw images from the trained generator.
 
+        Parameters
+        ----------
+        n_samples : int, default=1
+            Number of images to draw.
+        random_state : int, RandomState or None, default=None
+            Seeds the latent codes.
+
         Returns
         -------
         ndarray of shape (n_samples, n_features_in_)
@@ -191,7 +198,21 @@ class GANSSL(BaseSSL):
     _pretext_score_is_accuracy = True
 
     def pretext_score(self, X, random_state=0):
-        """Discriminator accuracy on real ``X`` against as many fresh fakes (chance: 0.5)."""
+        """Discriminator accuracy on real ``X`` against as many fresh fakes (chance: 0.5).
+
+        Parameters
+        ----------
+        X : array-like of images or a torch Dataset
+            Images as ``fit`` takes them (held-out images measure generalisation).
+        random_state : int, RandomState or None, default=0
+            Seeds the random draws of the score (masks, samples), so
+            repeated calls score the same ones.
+
+        Returns
+        -------
+        float
+            The fraction of real and fake images classified correctly.
+        """
         X = self._check_input(X, reset=False)
         real = self._map_batches(X, self._logits) > 0
         fakes = self._sample_unit(len(X), random_state)

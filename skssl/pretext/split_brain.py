@@ -55,9 +55,9 @@ class SplitBrainSSL(BaseSSL):
     >>> from skssl.pretext.split_brain import SplitBrainSSL
     >>> from skssl.datasets import load_digits_images
     >>> X, y = load_digits_images(return_X_y=True)
-    >>> Z = SplitBrainSSL(max_epochs=2, random_state=0).fit_transform(X[:200])
+    >>> Z = SplitBrainSSL(max_epochs=1, random_state=0).fit_transform(X[:100])
     >>> Z.shape
-    (200, 256)
+    (100, 256)
     """
 
     _params = {"split": None, "augment": None, "max_epochs": 20, "lr": 2e-3}
@@ -132,6 +132,16 @@ class SplitBrainSSL(BaseSSL):
         """Held-out cross-prediction errors ``(error of A, error of B)`` in standardised units (lower is better).
 
         Predicting the training mean scores about 1 for each.
+
+        Parameters
+        ----------
+        X : array-like of images or a torch Dataset
+            Images as ``fit`` takes them (held-out images measure generalisation).
+
+        Returns
+        -------
+        tuple of float
+            The errors of the two sub-networks ``(A, B)``.
         """
         X = self._check_input(X, reset=False)
         errors = self._map_batches(X, self._cross_errors)

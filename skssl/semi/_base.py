@@ -210,34 +210,69 @@ class SemiSupervisedClassifier(ClassifierMixin, BaseEstimator):
         return network.decision(self._network_input(network, X, type(self).__name__))
 
     def decision_function(self, X):
-        """Logits of the classifier (for two classes: the logit of ``classes_[1]`` minus that of ``classes_[0]``).
+        """Compute the logits of the classifier (for two classes: the logit of ``classes_[1]`` minus that of ``classes_[0]``).
 
         Parameters
         ----------
         X : array-like of images or a torch Dataset
+            Images as ``fit`` takes them.
 
         Returns
         -------
         ndarray of shape (n,) or (n, n_classes)
+            The logits.
         """
         logits = self._logits(X)
         return logits[:, 1] - logits[:, 0] if logits.shape[1] == 2 else logits
 
     def predict_proba(self, X):
-        """Class probabilities (softmax of the logits), columns in the order of ``classes_``."""
+        """Class probabilities (softmax of the logits), columns in the order of ``classes_``.
+
+        Parameters
+        ----------
+        X : array-like of images or a torch Dataset
+            Images as ``fit`` takes them.
+
+        Returns
+        -------
+        ndarray of shape (n, n_classes)
+            The probability of each class for each image.
+        """
         logits = self._logits(X)
         logits = logits - logits.max(axis=1, keepdims=True)
         p = np.exp(logits)
         return p / p.sum(axis=1, keepdims=True)
 
     def predict_log_proba(self, X):
-        """Logarithm of :meth:`predict_proba`."""
+        """Logarithm of :meth:`predict_proba`.
+
+        Parameters
+        ----------
+        X : array-like of images or a torch Dataset
+            Images as ``fit`` takes them.
+
+        Returns
+        -------
+        ndarray of shape (n, n_classes)
+            The log-probability of each class for each image.
+        """
         logits = self._logits(X)
         logits = logits - logits.max(axis=1, keepdims=True)
         return logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
 
     def predict(self, X):
-        """The most probable class of each image."""
+        """Predict the most probable class of each image.
+
+        Parameters
+        ----------
+        X : array-like of images or a torch Dataset
+            Images as ``fit`` takes them.
+
+        Returns
+        -------
+        ndarray of shape (n,)
+            Class labels, from ``classes_``.
+        """
         check_is_fitted(self, "network_")
         return self.classes_[self._logits(X).argmax(axis=1)]
 
@@ -247,6 +282,20 @@ class SemiSupervisedClassifier(ClassifierMixin, BaseEstimator):
         That makes ``GridSearchCV`` work on semi-supervised data as it is: each
         training fold keeps its unlabelled images and each test fold is scored
         on its labelled ones only.
+
+        Parameters
+        ----------
+        X : array-like of images or a torch Dataset
+            Images as ``fit`` takes them.
+        y : array-like of shape (n,)
+            True labels, -1 for unlabelled rows.
+        sample_weight : array-like of shape (n,), default=None
+            Weights of the rows (those of unlabelled rows are ignored).
+
+        Returns
+        -------
+        float
+            Accuracy on the labelled rows.
         """
         from sklearn.metrics import accuracy_score
 
@@ -260,7 +309,15 @@ class SemiSupervisedClassifier(ClassifierMixin, BaseEstimator):
         return accuracy_score(y[keep], self.predict(X_keep), sample_weight=weight)
 
     def save(self, path):
-        """Write the classifier (with its networks and SSL estimator) to ``path`` without pickle; see :func:`skssl.load`."""
+        """Write the classifier (with its networks and SSL estimator) to ``path`` without pickle.
+
+        Read it back with :func:`skssl.load`.
+
+        Parameters
+        ----------
+        path : str or path-like
+            File to write.
+        """
         from ..persistence import save
 
         save(self, path)

@@ -72,8 +72,8 @@ class DistilledClassifier(TeacherStudentClassifier):
     >>> from skssl.datasets import load_digits_images
     >>> X, y = load_digits_images(return_X_y=True)
     >>> y_few = np.where(np.arange(len(y)) % 10 == 0, y, -1)
-    >>> teacher = FineTuneClassifier(ssl=RotationSSL(max_epochs=1), max_epochs=2, random_state=0)
-    >>> student = DistilledClassifier(teacher=teacher, max_epochs=2, random_state=0)
+    >>> teacher = FineTuneClassifier(ssl=RotationSSL(max_epochs=1), max_epochs=1, random_state=0)
+    >>> student = DistilledClassifier(teacher=teacher, max_epochs=1, random_state=0)
     >>> student.fit(X[:300], y_few[:300]).predict(X[:3]).shape
     (3,)
     """
@@ -127,6 +127,7 @@ class DistilledClassifier(TeacherStudentClassifier):
         Parameters
         ----------
         X : array-like of images, memmap, h5py dataset or torch Dataset
+            Training images, labelled and unlabelled.
         y : array-like of shape (n,)
             Labels, ``-1`` for unlabelled images.
 

@@ -106,11 +106,11 @@ class FineTuneClassifier(SemiSupervisedClassifier):
 
     Examples
     --------
-    >>>     >>> from skssl import FineTuneClassifier, RotationSSL
+    >>> from skssl import FineTuneClassifier, RotationSSL
     >>> from skssl.datasets import load_digits_images
     >>> X, y = load_digits_images(return_X_y=True)
     >>> y_few = np.where(np.arange(len(y)) % 10 == 0, y, -1)   # 10% of the labels
-    >>> clf = FineTuneClassifier(ssl=RotationSSL(max_epochs=1), max_epochs=2, random_state=0)
+    >>> clf = FineTuneClassifier(ssl=RotationSSL(max_epochs=1), max_epochs=1, random_state=0)
     >>> clf.fit(X[:300], y_few[:300]).predict(X[:3]).shape
     (3,)
     """

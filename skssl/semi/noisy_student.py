@@ -119,7 +119,7 @@ class NoisyStudentClassifier(TeacherStudentClassifier):
     >>> from skssl.datasets import load_digits_images
     >>> X, y = load_digits_images(return_X_y=True)
     >>> y_few = np.where(np.arange(len(y)) % 10 == 0, y, -1)
-    >>> clf = NoisyStudentClassifier(max_epochs=2, random_state=0)
+    >>> clf = NoisyStudentClassifier(max_epochs=1, random_state=0)
     >>> clf.fit(X[:300], y_few[:300]).predict(X[:3]).shape
     (3,)
     """
@@ -186,6 +186,7 @@ class NoisyStudentClassifier(TeacherStudentClassifier):
         Parameters
         ----------
         X : array-like of images, memmap, h5py dataset or torch Dataset
+            Training images, labelled and unlabelled.
         y : array-like of shape (n,)
             Labels, ``-1`` for unlabelled images.
 

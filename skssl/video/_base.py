@@ -42,18 +42,13 @@ class VideoSSL(BaseSSL):
     """
 
     _params = {"frame_stride": 1, "pooling": "mean", "video_shape": None}
+    _doc_sections = {"video_parameters": VIDEO_DOC, "video_attributes": VIDEO_ATTRIBUTES}
     _parameter_constraints = {
         **BaseSSL._parameter_constraints,
         "frame_stride": [Interval(Integral, 1, None, closed="left")],
         "pooling": [StrOptions({"mean", "mean+diff"})],
         "video_shape": [tuple, list, None],
     }
-
-    def __init_subclass__(cls, **kwargs):
-        if cls.__doc__:
-            cls.__doc__ = cls.__doc__.replace("{video_parameters}", VIDEO_DOC).replace(
-                "{video_attributes}", VIDEO_ATTRIBUTES)
-        super().__init_subclass__(**kwargs)
 
     # ----------------------------------------------------------- the method's needs
     def _span(self):
@@ -177,10 +172,12 @@ class VideoSSL(BaseSSL):
         Parameters
         ----------
         X : array-like of shape (n, t, h, w), (n, t, h, w, c) or (n, t*h*w*c)
+            Clips as ``fit`` takes them.
 
         Returns
         -------
         ndarray of shape (n, embedding_dim_), float32
+            One pooled embedding per clip.
         """
         return self._embed_clips(X, lambda x: self._pool(self._encode_frames(x, self.stage)))
 
@@ -190,10 +187,12 @@ class VideoSSL(BaseSSL):
         Parameters
         ----------
         X : array-like of shape (n, t, h, w), (n, t, h, w, c) or (n, t*h*w*c)
+            Clips as ``fit`` takes them.
 
         Returns
         -------
         ndarray of shape (n, t, frame_dim_), float32
+            The embedding of every frame of every clip.
         """
         return self._embed_clips(X, lambda x: self._encode_frames(x, self.stage))
 

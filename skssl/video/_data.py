@@ -47,7 +47,7 @@ def _resize(images, side):
 
 def make_moving_images(n_videos=1000, n_frames=16, size=32, *, source="digits", n_objects=1, object_size=None,
                        speeds=(1.0, 2.0), random_state=None):
-    """Clips of real images moving at constant velocity and bouncing off the walls.
+    """Generate clips of real images moving at constant velocity and bouncing off the walls.
 
     Each clip shows ``n_objects`` images (sklearn's digits, Fashion-MNIST or
     your own) on a black ``size x size`` canvas, as Moving MNIST does
@@ -61,6 +61,7 @@ def make_moving_images(n_videos=1000, n_frames=16, size=32, *, source="digits", 
     Parameters
     ----------
     n_videos : int, default=1000
+        Number of clips.
     n_frames : int, default=16
         Frames per clip.
     size : int, default=32
@@ -70,12 +71,14 @@ def make_moving_images(n_videos=1000, n_frames=16, size=32, *, source="digits", 
         Fashion-MNIST training set (read from local files, never downloaded
         here) or an array of grayscale images.
     n_objects : {1, 2}, default=1
+        Objects moving in each clip.
     object_size : int, default=None
         Side of each object in pixels; ``None`` is ``size * 3 // 8`` (12 px
         on a 32 px canvas), small enough to travel.
     speeds : tuple of float, default=(1.0, 2.0)
         Speeds in pixels per frame, drawn uniformly per object.
     random_state : int, RandomState or None
+        Seeds the objects, their positions, directions and speeds.
 
     Returns
     -------

@@ -79,7 +79,19 @@ class FrameOrderSSL(VideoSSL):
         return F.binary_cross_entropy_with_logits(self._order_logits(triplets).float(), labels)
 
     def pretext_score(self, X):
-        """Order-verification accuracy on clips ``X`` (chance: 0.5), with fixed seeded tuples."""
+        """Order-verification accuracy on clips ``X`` (chance: 0.5), with fixed seeded tuples.
+
+        Parameters
+        ----------
+        X : array-like of clips
+            Clips as ``fit`` takes them: ``(n, t, h, w)``, ``(n, t, h, w, c)``
+            or ``(n, t*h*w*c)`` rows.
+
+        Returns
+        -------
+        float
+            The fraction of frame tuples whose order is judged correctly.
+        """
         def correct(x):
             triplets, labels = self._tuples(x)
             return ((self._order_logits(triplets) > 0).float() == labels).float()

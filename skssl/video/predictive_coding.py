@@ -64,7 +64,9 @@ class PredictiveCodingSSL(VideoSSL):
     n_predict : int, default=3
         Future steps predicted (k = 1..n_predict).
     latent_dim : int, default=128
+        Width of a frame's latent (the projection's output).
     temperature : float, default=0.1
+        Softmax temperature of InfoNCE over the clips of a batch.
     {video_parameters}
     {common_parameters}
 
@@ -120,6 +122,19 @@ class PredictiveCodingSSL(VideoSSL):
 
         Clips are taken ``batch_size`` at a time (the last batch may be
         smaller, which makes it easier) with fixed seeded frames.
+
+        Parameters
+        ----------
+        X : array-like of clips
+            Clips as ``fit`` takes them: ``(n, t, h, w)``, ``(n, t, h, w, c)``
+            or ``(n, t*h*w*c)`` rows.
+        batch_size : int, default=64
+            Clips among which the next frame's latent is retrieved.
+
+        Returns
+        -------
+        float
+            The fraction of clips whose next latent is retrieved first.
         """
         def correct(x):
             predicted, future = self._predict_future(x)

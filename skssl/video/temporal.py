@@ -29,7 +29,9 @@ class TemporalContrastiveSSL(VideoSSL):
     max_offset : int, default=3
         Largest distance between the two frames of a positive pair.
     temperature : float, default=0.1
+        Softmax temperature of NT-Xent.
     projection_dim : int, default=128
+        Output width of the projection head.
     augment : skssl.augment.Augment or None, default=None
         Applied to every frame independently; ``None``: no augmentation.
     {video_parameters}
@@ -84,7 +86,7 @@ class TemporalContrastiveSSL(VideoSSL):
 
 
 class TemporalClassificationSSL(VideoSSL):
-    """Temporal classification: which stretch of which video is this frame from?
+    """Temporal classification: which stretch of which video is this frame from.
 
     Orhan, Gupta & Lake (NeurIPS 2020) cut their long head-camera recording
     into short segments and trained the network to classify each frame's
@@ -97,6 +99,7 @@ class TemporalClassificationSSL(VideoSSL):
     Parameters
     ----------
     n_segments : int, default=4
+        Equal segments each training video is cut into; each is one class.
     n_frames : int, default=4
         Frames per clip and step (drawn anywhere in the clip).
     {video_parameters}
