@@ -208,29 +208,35 @@ def render_scenes(scenes, size, textures=None):
                 normals=np.empty((n, h, w, 3), np.float32), instances=np.empty((n, h, w), np.int16))
     step = max(1, _CHUNK_PIXELS // (h * w))
     d = [rays[:, i][None] for i in range(3)]
-    for start in range(0, n, step):
-        part = slice(start, min(n, start + step))
-        s = Bunch(**{k: v[part] for k, v in scenes.items()})
-        m = len(s.ground)
-        hits = _Hits(m, h * w)
-        _planes(hits, d, s)
-        for k in range(N_SPHERES):
-            _sphere(hits, d, s.spheres[:, k, :3], s.spheres[:, k, 3], s.sphere_active[:, k], 2 + k)
-        for k in range(N_BOXES):
-            _box(hits, d, s.boxes[:, k], s.box_active[:, k], 2 + N_SPHERES + k)
-        normal = hits.normal / np.linalg.norm(hits.normal, axis=0, keepdims=True)
-        rows = np.arange(m)[:, None]
-        lambert = np.maximum(0.0, np.einsum("imp,mi->mp", normal, s.light))
-        pattern = _texture(hits, s, textures)
-        colours = s.colours[rows, hits.instance]  # (m, p, 2, 3)
-        albedo = colours[..., 0, :] + (colours[..., 1, :] - colours[..., 0, :]) * pattern[..., None]
-        ambient = s.ambient[:, None, None]
-        out.rgb[part] = (albedo * (ambient + (1 - ambient) * lambert[..., None])).reshape(m, h, w, 3)
-        out.depth[part] = (hits.t * d[2]).reshape(m, h, w)
-        out.normals[part] = normal.transpose(1, 2, 0).reshape(m, h, w, 3)
-        out.instances[part] = hits.instance.reshape(m, h, w)
+    with np.errstate(invalid="ignore", divide="ignore"):  # inf * 0 on missed rays, never kept
+        for start in range(0, n, step):
+            _render_chunk(out, slice(start, min(n, start + step)), scenes, d, size, textures)
     out.edges = _boundaries(out.instances)
     return out
+
+
+def _render_chunk(out, part, scenes, d, size, textures):
+    """Cast the rays of the scenes ``part`` and write their images and maps into ``out``."""
+    h, w = size
+    s = Bunch(**{k: v[part] for k, v in scenes.items()})
+    m = len(s.ground)
+    hits = _Hits(m, h * w)
+    _planes(hits, d, s)
+    for k in range(N_SPHERES):
+        _sphere(hits, d, s.spheres[:, k, :3], s.spheres[:, k, 3], s.sphere_active[:, k], 2 + k)
+    for k in range(N_BOXES):
+        _box(hits, d, s.boxes[:, k], s.box_active[:, k], 2 + N_SPHERES + k)
+    normal = hits.normal / np.linalg.norm(hits.normal, axis=0, keepdims=True)
+    rows = np.arange(m)[:, None]
+    lambert = np.maximum(0.0, np.einsum("imp,mi->mp", normal, s.light))
+    pattern = _texture(hits, s, textures)
+    colours = s.colours[rows, hits.instance]  # (m, p, 2, 3)
+    albedo = colours[..., 0, :] + (colours[..., 1, :] - colours[..., 0, :]) * pattern[..., None]
+    ambient = s.ambient[:, None, None]
+    out.rgb[part] = (albedo * (ambient + (1 - ambient) * lambert[..., None])).reshape(m, h, w, 3)
+    out.depth[part] = (hits.t * d[2]).reshape(m, h, w)
+    out.normals[part] = normal.transpose(1, 2, 0).reshape(m, h, w, 3)
+    out.instances[part] = hits.instance.reshape(m, h, w)
 
 
 def _check_textures(textures):
@@ -297,7 +303,8 @@ def make_synthetic_scenes(n, size=32, *, random_state=None, textures=None, chann
         (0 the wall, 1 the ground, 2 to 4 the sphere slots, 5 to 7 the box
         slots); ``masks``: bool (n, h, w), the pixels showing an object;
         ``focal``: the focal length in units of half the image width;
-        ``spheres``: float32 (n, 3, 4), centre and radius of each sphere
+        ``ground`` and ``wall``: float32 (n,), the planes ``y = -ground``
+        and ``z = wall``; ``spheres``: float32 (n, 3, 4), centre and radius of each sphere
         slot, and ``boxes``: float32 (n, 3, 7), centre, half extents and
         rotation angle, with ``sphere_active``/``box_active`` (n, 3) saying
         which slots are in the scene; ``light``: float32 (n, 3), the unit
@@ -327,5 +334,5 @@ def make_synthetic_scenes(n, size=32, *, random_state=None, textures=None, chann
     out.images = np.round(np.clip(rgb, 0, 1) * 255).astype(np.uint8)
     out.masks = out.instances >= 2
     out.focal = FOCAL
-    out.update({k: scenes[k] for k in ("spheres", "boxes", "sphere_active", "box_active", "light")})
+    out.update({k: scenes[k] for k in ("ground", "wall", "spheres", "boxes", "sphere_active", "box_active", "light")})
     return out
