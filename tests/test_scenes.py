@@ -120,10 +120,14 @@ def test_same_seed_same_scenes_and_another_seed_other_scenes():
 
 def test_textures_change_the_images_but_not_the_geometry():
     plain = make_synthetic_scenes(20, 16, random_state=0)
-    textures = np.random.default_rng(0).integers(0, 256, (5, 28, 28), dtype=np.uint8)
-    textured = make_synthetic_scenes(20, 16, random_state=0, textures=textures)
-    np.testing.assert_array_equal(plain.depth, textured.depth)
-    assert not np.array_equal(plain.images, textured.images)
+    dark, bright = (make_synthetic_scenes(20, 16, random_state=0, textures=np.full((2, 28, 28), value))
+                    for value in (0.0, 1.0))
+    np.testing.assert_array_equal(plain.depth, dark.depth)
+    # a constant texture is scaled to 0: the textured surfaces take their first colour either way
+    np.testing.assert_array_equal(dark.images, bright.images)
+    ramp = np.tile(np.linspace(0, 255, 28), (2, 28, 1))  # left dark, right bright
+    left, right = (make_synthetic_scenes(20, 16, random_state=0, textures=t) for t in (ramp, ramp[:, :, ::-1]))
+    assert (left.images != right.images).mean() > 0.1
 
 
 def test_grayscale_renders_are_the_luminance_of_the_colour_ones():
