@@ -291,7 +291,7 @@ def make_synthetic_scenes(n, size=32, *, random_state=None, textures=None, chann
 
     Returns
     -------
-    data : sklearn.utils.Bunch
+    sklearn.utils.Bunch
         ``images``: uint8 of shape (n, h, w, 3), or (n, h, w) for
         ``channels=1``; ``depth``: float32 (n, h, w), the distance of each
         pixel's surface point from the camera plane (its z coordinate);
@@ -309,6 +309,10 @@ def make_synthetic_scenes(n, size=32, *, random_state=None, textures=None, chann
         rotation angle, with ``sphere_active``/``box_active`` (n, 3) saying
         which slots are in the scene; ``light``: float32 (n, 3), the unit
         vector towards the light.
+
+    See Also
+    --------
+    skssl.SyntheticTransferSSL : Learns from these scenes' maps and real images.
 
     Examples
     --------

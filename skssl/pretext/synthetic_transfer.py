@@ -15,7 +15,7 @@ from .. import _distributed
 from .._scenes import make_synthetic_scenes
 from ..backbones import pool
 from ..base import BaseSSL
-from ._decoder import feature_map_shape, make_decoder
+from ._decoder import Decoder, feature_map_shape
 
 TASKS = {"depth": 1, "normals": 3, "edges": 1}  # output channels of each dense head
 
@@ -65,7 +65,7 @@ class SyntheticTransferSSL(BaseSSL):
     Learning using Synthetic Imagery" (CVPR 2018): one weight-shared backbone
     sees synthetic images, whose depth, surface normals and instance contours
     are known exactly, and the real images of ``fit``. A small upsampling
-    decoder per task predicts the synthetic images' properties from the
+    decoder per task (at most 32 channels wide) predicts the synthetic images' properties from the
     backbone's last feature map (depth: L1 on depth standardised over the
     synthetic set; normals: one minus the cosine to the true unit normal;
     edges: HED's class-balanced binary cross-entropy). A domain
@@ -116,6 +116,10 @@ class SyntheticTransferSSL(BaseSSL):
         the depth head predicts standardised depth.
     {common_attributes}
 
+    See Also
+    --------
+    skssl.datasets.make_synthetic_scenes : The renderer of the synthetic set.
+
     Examples
     --------
     >>> from skssl.pretext.synthetic_transfer import SyntheticTransferSSL
@@ -149,7 +153,8 @@ class SyntheticTransferSSL(BaseSSL):
         c, size = self.image_shape_[2], self._working_size()
         map_channels, map_size = feature_map_shape(self.backbone_, c, size)
         for task in self._tasks():
-            self.networks_[task] = make_decoder(map_channels, TASKS[task], map_size, size)
+            # at most 32 channels: three full-width decoders cost twice the small CNN's own compute
+            self.networks_[task] = Decoder(map_channels, TASKS[task], map_size, size, max_width=32)
         width = self.discriminator_width
         self.networks_["domain_discriminator"] = nn.Sequential(
             nn.Linear(self.embedding_dim_, width), nn.ReLU(inplace=True),
@@ -157,6 +162,11 @@ class SyntheticTransferSSL(BaseSSL):
 
     def fit(self, X, y=None):
         """Train the backbone on the synthetic set's properties and the domain game against ``X``.
+
+        The synthetic set is rendered (or read from ``synthetic``) at the
+        start and dropped at the end, so the fitted estimator holds only its
+        networks. Checkpoints, ``max_time``, Ctrl-C and ``warm_start`` work
+        as for every other method (see :meth:`skssl.BaseSSL.fit`).
 
         Parameters
         ----------
@@ -167,8 +177,15 @@ class SyntheticTransferSSL(BaseSSL):
 
         Returns
         -------
-        self : SyntheticTransferSSL
+        SyntheticTransferSSL
             The fitted estimator.
+
+        Examples
+        --------
+        >>> from skssl import SyntheticTransferSSL, load_digits_images
+        >>> X, y = load_digits_images(return_X_y=True)
+        >>> SyntheticTransferSSL(max_epochs=1, random_state=0).fit(X[:100]).embedding_dim_
+        128
         """
         if not (self.warm_start and hasattr(self, "networks_")):
             self.__dict__.pop("depth_scale_", None)  # a fresh fit standardises depth anew
@@ -288,6 +305,9 @@ class SyntheticTransferSSL(BaseSSL):
     def predict_maps(self, X):
         """Predict depth, normals and edges of images with the trained dense heads.
 
+        The heads were trained on synthetic scenes only: on real images
+        their maps show what the network transfers, not ground truth.
+
         Parameters
         ----------
         X : array-like of shape (n, h*w*c), (n, h, w) or (n, h, w, c), or a torch Dataset
@@ -296,10 +316,19 @@ class SyntheticTransferSSL(BaseSSL):
 
         Returns
         -------
-        maps : dict of ndarray
+        dict of ndarray
             One entry per task, at the images' size: ``depth`` (n, h, w) in
             the synthetic set's units, ``normals`` (n, h, w, 3) unit vectors,
             ``edges`` (n, h, w) edge probabilities; float32.
+
+        Examples
+        --------
+        >>> from skssl import SyntheticTransferSSL
+        >>> from skssl.datasets import make_synthetic_scenes
+        >>> scenes = make_synthetic_scenes(64, 16, channels=1, random_state=0)
+        >>> model = SyntheticTransferSSL(synthetic=dict(scenes), max_epochs=1, random_state=0).fit(scenes.images)
+        >>> model.predict_maps(scenes.images[:2])["normals"].shape
+        (2, 16, 16, 3)
         """
         check_is_fitted(self, "networks_")
         X = self._check_input(X, reset=False)
@@ -342,8 +371,16 @@ class SyntheticTransferSSL(BaseSSL):
 
         Returns
         -------
-        score : float
+        float
             Mean of the accuracies on the real and on the synthetic images.
+
+        Examples
+        --------
+        >>> from skssl import SyntheticTransferSSL, load_digits_images
+        >>> X, y = load_digits_images(return_X_y=True)
+        >>> model = SyntheticTransferSSL(max_epochs=1, random_state=0).fit(X[:100])
+        >>> 0 <= model.domain_score(X[100:200]) <= 1
+        True
         """
         check_is_fitted(self, "networks_")
         X = self._check_input(X, reset=False)
