@@ -76,7 +76,7 @@ def _depth_correlation(est, scenes):
 
 
 def test_held_out_synthetic_depth_correlates_with_the_truth_only_when_trained(digits):
-    # Measured (seed 0): Spearman 0.81 trained, 0.17 untrained.
+    # Measured (seed 0): Spearman 0.82 trained, -0.18 untrained (6 s of CPU for both fits).
     held_out = make_synthetic_scenes(200, 8, channels=1, random_state=123)
     trained, untrained = fit_both(lambda: SyntheticTransferSSL(max_epochs=3, batch_size=32, random_state=0,
                                                                discriminator_width=32), digits[:320])
@@ -85,7 +85,7 @@ def test_held_out_synthetic_depth_correlates_with_the_truth_only_when_trained(di
 
 
 def test_without_the_adversary_the_discriminator_tells_held_out_domains_apart(digits):
-    # Measured (seed 0): balanced accuracy 0.985 trained, 0.425 untrained (2 epochs of 10 steps were
+    # Measured (seed 0): balanced accuracy 1.0 trained, 0.5 untrained (2 epochs of 10 steps were
     # too few: every logit was still positive, 0.5).
     trained, untrained = fit_both(lambda: SyntheticTransferSSL(max_epochs=3, batch_size=16, random_state=0,
                                                                adversarial_weight=0.0, discriminator_width=32),
