@@ -14,6 +14,7 @@ fashion  : SyntheticTransferSSL fitted on ``--n-train`` Fashion-MNIST
            Spearman correlation of predicted and true depth on 500 held-out
            synthetic scenes, and the mean angle between predicted and true
            normals there. An untrained backbone (RandomInit) is the floor.
+           ``--domain-loss`` chooses the adversarial objective.
 
 Each ``--weights`` value can run in its own process (``--part``), writing
 results/synthetic_part_<w>.json; ``--merge`` joins the parts into
@@ -23,6 +24,7 @@ process and the merged file is written directly.
     python benchmarks/synthetic.py render
     python benchmarks/synthetic.py fashion --n-train 2000 --epochs 3 --threads 1
     python benchmarks/synthetic.py fashion --weights 0 --part   # then --weights 1 --part, then --merge
+    python benchmarks/synthetic.py fashion --weights 1 --domain-loss reversal --part
 """
 
 import os
@@ -80,7 +82,7 @@ def row(est, X, y, X_test, y_test, X_domain, held_out):
     return out
 
 
-def fashion(weights, n_train, n_test, epochs, batch_size, random_state, baseline=True):
+def fashion(weights, n_train, n_test, epochs, batch_size, random_state, domain_loss, baseline=True):
     X, y, X_test, y_test, X_domain = data(n_train, n_test)
     held_out = make_synthetic_scenes(500, 28, random_state=12345, channels=1)
     rows = {}
@@ -89,12 +91,13 @@ def fashion(weights, n_train, n_test, epochs, batch_size, random_state, baseline
         rows["RandomInit"] = {**row(RandomInit(random_state=random_state).fit(X), X, y, X_test, y_test, X_domain,
                                     held_out), "fit_seconds": time.perf_counter() - start}
     for weight in weights:
-        est = skssl.SyntheticTransferSSL(adversarial_weight=weight, max_epochs=epochs, batch_size=batch_size,
-                                         random_state=random_state)
+        est = skssl.SyntheticTransferSSL(adversarial_weight=weight, domain_loss=domain_loss, max_epochs=epochs,
+                                         batch_size=batch_size, random_state=random_state)
         start, cpu = time.perf_counter(), time.process_time()
         est.fit(X)
         fit = {"fit_seconds": time.perf_counter() - start, "fit_cpu_seconds": time.process_time() - cpu}
-        rows[f"SyntheticTransferSSL(adversarial_weight={weight:g})"] = {**row(est, X, y, X_test, y_test, X_domain,
+        name = f"adversarial_weight={weight:g}" + (f", domain_loss={domain_loss!r}" if weight > 0 else "")
+        rows[f"SyntheticTransferSSL({name})"] = {**row(est, X, y, X_test, y_test, X_domain,
                                                                              held_out), **fit}
         print(json.dumps({k: v for k, v in rows.items()}, indent=1), flush=True)
     config = {"n_train": n_train, "n_test": n_test, "epochs": epochs, "batch_size": batch_size,
@@ -113,6 +116,7 @@ def main():
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--weights", type=float, nargs="*", default=[0.0, 1.0])
     parser.add_argument("--random-state", type=int, default=0)
+    parser.add_argument("--domain-loss", default="confusion", choices=["confusion", "reversal"])
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--part", action="store_true", help="write results/synthetic_part_<weight>.json")
     parser.add_argument("--merge", action="store_true", help="join the parts into results/synthetic_fashion.json")
@@ -138,8 +142,9 @@ def main():
             os.remove(path)
         return
     result = fashion(args.weights, args.n_train, args.n_test, args.epochs, args.batch_size, args.random_state,
-                     baseline=not args.part or 0.0 in args.weights)
-    name = f"synthetic_part_{'_'.join(f'{w:g}' for w in args.weights)}" if args.part else "synthetic_fashion"
+                     args.domain_loss, baseline=not args.part or 0.0 in args.weights)
+    name = (f"synthetic_part_{args.domain_loss}_{'_'.join(f'{w:g}' for w in args.weights)}" if args.part
+            else "synthetic_fashion")
     with open(os.path.join(RESULTS, name + ".json"), "w") as f:
         json.dump(result, f, indent=1)
 

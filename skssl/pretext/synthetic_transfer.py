@@ -7,7 +7,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
@@ -16,6 +16,7 @@ from .._scenes import make_synthetic_scenes
 from ..backbones import pool
 from ..base import BaseSSL
 from ._decoder import Decoder, feature_map_shape
+from .gan import frozen_call
 
 TASKS = {"depth": 1, "normals": 3, "edges": 1}  # output channels of each dense head
 
@@ -133,12 +134,13 @@ class SyntheticTransferSSL(BaseSSL):
     """
 
     _params = {"synthetic": None, "tasks": ("depth", "normals", "edges"), "adversarial_weight": 1.0,
-               "discriminator_width": 256, "max_epochs": 20, "batch_size": 64}
+               "domain_loss": "confusion", "discriminator_width": 256, "max_epochs": 20, "batch_size": 64}
     _parameter_constraints = {
         **BaseSSL._parameter_constraints,
         "synthetic": [None, Interval(Integral, 2, None, closed="left"), dict],
         "tasks": [tuple, list],
         "adversarial_weight": [Interval(Real, 0, None, closed="left")],
+        "domain_loss": [StrOptions({"confusion", "reversal"})],
         "discriminator_width": [Interval(Integral, 1, None, closed="left")],
     }
 
@@ -296,10 +298,17 @@ class SyntheticTransferSSL(BaseSSL):
         synthetic = self._synthetic_batch(n, x.device)
         embedding, maps = self._features(self._standardize(torch.cat([x, synthetic["images"]])))
         loss = sum(self._dense_losses(maps[n:], synthetic).values())
-        logits = self.networks_["domain_discriminator"](_ReverseGradient.apply(embedding, self._adversarial_factor()))
+        discriminator, factor = self.networks_["domain_discriminator"], self._adversarial_factor()
         domain = torch.cat([torch.zeros(n, device=x.device), torch.ones(n, device=x.device)])
+        bce = lambda logits, target: F.binary_cross_entropy_with_logits(logits.float().squeeze(1), target)  # noqa: E731
         with torch.autocast(x.device.type, enabled=False):
-            return loss + F.binary_cross_entropy_with_logits(logits.float().squeeze(1), domain)
+            embedding = embedding.float()
+            if self.domain_loss == "reversal":
+                return loss + bce(discriminator(_ReverseGradient.apply(embedding, factor)), domain)
+            # The discriminator learns on detached features; the backbone, through a copy with
+            # detached parameters, is pushed towards features it can only call 50:50.
+            confusion = bce(frozen_call(discriminator, embedding), torch.full_like(domain, 0.5))
+            return loss + bce(discriminator(embedding.detach()), domain) + factor * confusion
 
     # ------------------------------------------------------------ inspection
     def predict_maps(self, X):

@@ -42,32 +42,56 @@ def test_balanced_edge_loss_weighs_the_rare_class_up():
     assert balanced_edge_loss(miss_edges, edges) > 1.4
 
 
-def _grads(est, x, weight):
-    """Backbone gradients of the training loss of batch ``x`` at mid-training, with a fixed synthetic batch."""
+def _grads(est, x, weight, network="backbone"):
+    """Gradients of ``network`` from the training loss of batch ``x`` at mid-training, with a fixed synthetic batch."""
     est.adversarial_weight = weight
     est._generator = torch.Generator().manual_seed(0)
     est.networks_.zero_grad()
     est._loss(x).backward()
-    return [p.grad.clone() for p in est.networks_["backbone"].parameters()]
+    return [p.grad.clone() for p in est.networks_[network].parameters()]
 
 
-def test_the_domain_loss_reaches_the_backbone_reversed_and_ramped(digits):
-    est = SyntheticTransferSSL(**TINY).fit(digits[:64])
-    x = torch.as_tensor(digits[:16], dtype=torch.float32).view(16, 1, 8, 8) / 16
-    est._n_train, est._step, est._total_steps = 64, 3, 10
-    est.networks_.train()
-    without, with_domain = _grads(est, x, 0.0), _grads(est, x, 2.0)
-    # the gradient of the discriminator's own loss, through the backbone without reversal
+def _domain_term_grads(est, x, target):
+    """Backbone gradients of the discriminator's BCE against ``target`` labels, through plain networks."""
     est._generator = torch.Generator().manual_seed(0)
     synthetic = est._synthetic_batch(16, x.device)["images"]
     est.networks_.zero_grad()
     embedding, _ = est._features(est._standardize(torch.cat([x, synthetic])))
     logits = est.networks_["domain_discriminator"](embedding).squeeze(1)
-    F.binary_cross_entropy_with_logits(logits, torch.cat([torch.zeros(16), torch.ones(16)])).backward()
-    plain = [p.grad for p in est.networks_["backbone"].parameters()]
+    F.binary_cross_entropy_with_logits(logits, target).backward()
+    return [p.grad for p in est.networks_["backbone"].parameters()]
+
+
+@pytest.fixture
+def mid_training(digits):
+    est = SyntheticTransferSSL(**TINY).fit(digits[:64])
+    x = torch.as_tensor(digits[:16], dtype=torch.float32).view(16, 1, 8, 8) / 16
+    est._n_train, est._step, est._total_steps = 64, 3, 10
+    est.networks_.train()
+    return est, x
+
+
+def test_reversal_sends_the_discriminator_s_gradient_back_reversed_and_ramped(mid_training):
+    est, x = mid_training
+    est.domain_loss = "reversal"
+    without, with_domain = _grads(est, x, 0.0), _grads(est, x, 2.0)
+    plain = _domain_term_grads(est, x, torch.cat([torch.zeros(16), torch.ones(16)]))
     factor = 2.0 * dann_ramp(0.3)
     for w0, w, g in zip(without, with_domain, plain):
         torch.testing.assert_close(w - w0, -factor * g, rtol=1e-3, atol=1e-6)
+
+
+def test_confusion_pushes_the_backbone_towards_fifty_fifty_and_leaves_the_discriminator_alone(mid_training):
+    est, x = mid_training
+    assert est.domain_loss == "confusion"
+    without, with_domain = _grads(est, x, 0.0), _grads(est, x, 2.0)
+    towards_half = _domain_term_grads(est, x, torch.full((32,), 0.5))
+    factor = 2.0 * dann_ramp(0.3)
+    for w0, w, g in zip(without, with_domain, towards_half):
+        torch.testing.assert_close(w - w0, factor * g, rtol=1e-3, atol=1e-6)
+    # the discriminator learns from its own loss only, whatever the weight
+    for a, b in zip(_grads(est, x, 0.0, "domain_discriminator"), _grads(est, x, 2.0, "domain_discriminator")):
+        torch.testing.assert_close(a, b)
 
 
 def _depth_correlation(est, scenes):
