@@ -66,24 +66,34 @@ class SyntheticTransferSSL(BaseSSL):
     Learning using Synthetic Imagery" (CVPR 2018): one weight-shared backbone
     sees synthetic images, whose depth, surface normals and instance contours
     are known exactly, and the real images of ``fit``. A small upsampling
-    decoder per task (at most 32 channels wide) predicts the synthetic images' properties from the
-    backbone's last feature map (depth: L1 on depth standardised over the
-    synthetic set; normals: one minus the cosine to the true unit normal;
-    edges: HED's class-balanced binary cross-entropy). A domain
-    discriminator (an MLP on the pooled features of stage ``stage``, the
-    embedding ``transform`` returns) learns to tell synthetic from real
-    images, and the backbone learns to fool it through a gradient reversal
-    layer (Ganin & Lempitsky, 2015) whose weight ramps from 0 to
-    ``adversarial_weight`` as in DANN (``2 / (1 + exp(-10 p)) - 1`` at
-    progress ``p``). The paper alternates GAN-style updates of the
-    discriminator and the network; gradient reversal updates both from one
-    backward pass, so the shared training loop's one optimiser step per
-    batch serves, and it has no separate learning rate to balance. Each step
-    passes a batch of real images and as many synthetic ones together
-    through the backbone, so BatchNorm sees both domains as ``transform``
-    later does. With ``adversarial_weight=0`` the discriminator still
-    trains (its accuracy is then a measure of the domain gap) but the
-    backbone gets no gradient from it.
+    decoder per task (at most 32 channels wide) predicts the synthetic
+    images' properties from the backbone's last feature map (depth: L1 on
+    depth standardised over the synthetic set; normals: one minus the cosine
+    to the true unit normal; edges: HED's class-balanced binary
+    cross-entropy). A domain discriminator (an MLP on the pooled features of
+    stage ``stage``, the embedding ``transform`` returns) learns to tell
+    synthetic from real images, and the backbone learns to fool it with a
+    weight that ramps from 0 to ``adversarial_weight`` as in DANN
+    (``2 / (1 + exp(-10 p)) - 1`` at progress ``p``). The paper alternates
+    GAN-style updates of the discriminator and the network; here both are
+    updated from one backward pass (the shared loop's one optimiser step per
+    batch), by one of two objectives:
+
+    - ``"confusion"`` (default; Tzeng et al., 2015): the discriminator
+      learns on detached features, and the backbone is trained, through a
+      copy of the discriminator with detached parameters, towards features
+      it can only call 50:50. Features that merely swap the domains score as
+      badly as separated ones.
+    - ``"reversal"`` (DANN, Ganin & Lempitsky, 2015): the discriminator's
+      gradient reaches the backbone through a gradient reversal layer. On
+      Fashion-MNIST it flipped the discriminator (held-out accuracy 0.02)
+      instead of aligning the domains; see docs/synthetic.md.
+
+    Each step passes a batch of real images and as many synthetic ones
+    together through the backbone, so BatchNorm sees both domains as
+    ``transform`` later does. With ``adversarial_weight=0`` the
+    discriminator still trains (its accuracy is then a measure of the domain
+    gap) but the backbone gets no gradient from it.
 
     Unless ``synthetic`` holds your own arrays, the synthetic set is
     rendered at fit time by :func:`skssl.datasets.make_synthetic_scenes` at
@@ -104,8 +114,11 @@ class SyntheticTransferSSL(BaseSSL):
     tasks : tuple of {"depth", "normals", "edges"}, default=("depth", "normals", "edges")
         The properties predicted, one decoder each; their losses are summed.
     adversarial_weight : float, default=1.0
-        Final weight of the reversed domain-discriminator gradient reaching
-        the backbone; 0 trains without domain alignment.
+        Final weight of the domain objective on the backbone; 0 trains
+        without domain alignment.
+    domain_loss : {"confusion", "reversal"}, default="confusion"
+        How the backbone learns to fool the discriminator: the domain
+        confusion loss, or gradient reversal (see above).
     discriminator_width : int, default=256
         Width of the discriminator's two hidden layers.
     {common_parameters}
