@@ -58,8 +58,8 @@ def render(n):
     start = time.perf_counter()
     cpu = time.process_time()
     make_synthetic_scenes(n, 32, random_state=0)
-    return {"scenes": n, "size": 32, "seconds": time.perf_counter() - start, "cpu_seconds": time.process_time() - cpu,
-            "machine": machine()}
+    return {"scenes": n, "size": 32, "seconds": round(time.perf_counter() - start, 2),
+            "cpu_seconds": round(time.process_time() - cpu, 2), "machine": machine(), "torch": torch.__version__}
 
 
 def data(n_train, n_test):
@@ -106,6 +106,13 @@ def fashion(weights, n_train, n_test, epochs, batch_size, random_state, domain_l
     return {"config": config, "rows": rows}
 
 
+def as_report(result):
+    """Parts keep rows by name; the result file lists them with a ``method`` key, as report.py tabulates."""
+    rows = [{"method": name, **{k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}}
+            for name, row in result["rows"].items()]
+    return {"machine": result["config"]["machine"], "torch": torch.__version__, "config": result["config"], "rows": rows}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("what", choices=["render", "fashion"])
@@ -137,7 +144,7 @@ def main():
                 part = json.load(f)
             merged = part if merged is None else {**merged, "rows": {**merged["rows"], **part["rows"]}}
         with open(os.path.join(RESULTS, "synthetic_fashion.json"), "w") as f:
-            json.dump(merged, f, indent=1)
+            json.dump(as_report(merged), f, indent=1)
         for path in parts:
             os.remove(path)
         return
@@ -146,7 +153,7 @@ def main():
     name = (f"synthetic_part_{args.domain_loss}_{'_'.join(f'{w:g}' for w in args.weights)}" if args.part
             else "synthetic_fashion")
     with open(os.path.join(RESULTS, name + ".json"), "w") as f:
-        json.dump(result, f, indent=1)
+        json.dump(result if args.part else as_report(result), f, indent=1)
 
 
 if __name__ == "__main__":
