@@ -4,7 +4,8 @@ Both sides do the same work per step with the same pieces (data as one
 tensor, the same augmentation, backbone, heads, loss and AdamW), so the ratio
 shows the framework's overhead: validation, scheduling, hooks, bookkeeping.
 Images/s counts source images (each makes 2 views in SimCLR/MoCo/BYOL, 4
-rotations in RotationSSL, 2 global and 6 local crops in SwAV and DINO at 32 px). The first epoch is a warm-up and is not timed.
+rotations in RotationSSL, 2 global and 6 local crops in SwAV and DINO at 32 px,
+one synthetic scene each in SyntheticTransferSSL, whose renders are made once per fit, before the timed epochs). The first epoch is a warm-up and is not timed.
 
     python benchmarks/throughput.py                 # CPU, batch 256, 32x32 RGB, small CNN
     python benchmarks/throughput.py --device cuda --backbone resnet18
@@ -38,7 +39,8 @@ from skssl.pretext.rotation import rotate_all
 
 HAND_WRITTEN = ("RotationSSL", "SimCLR", "MoCo", "BYOL")
 # Timed in the framework only: the work per step is the method itself.
-FRAMEWORK_ONLY = ("InstanceDiscriminationSSL", "PIRL", "SimSiam", "BarlowTwins", "VICReg", "MAE", "BEiT", "SwAV", "DINO")
+FRAMEWORK_ONLY = ("InstanceDiscriminationSSL", "PIRL", "SimSiam", "BarlowTwins", "VICReg", "MAE", "BEiT", "SwAV", "DINO",
+                  "SyntheticTransferSSL")
 VIT_ONLY = ("MAE", "BEiT")
 RESULTS = os.path.join(os.path.dirname(__file__), "results")
 

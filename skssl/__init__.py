@@ -21,6 +21,7 @@ from .pretext import (
     RotationSSL,
     SplitBrainSSL,
     SuperResolutionSSL,
+    SyntheticTransferSSL,
 )
 from .video import FrameOrderSSL, PredictiveCodingSSL, TemporalClassificationSSL, TemporalContrastiveSSL
 
@@ -31,7 +32,7 @@ IMAGE_ESTIMATORS = (
     RotationSSL, JigsawSSL, RelativePositionSSL, ColorizationSSL, SplitBrainSSL, InpaintingSSL,
     SuperResolutionSSL, DenoisingAutoencoderSSL, DeepClusterSSL, GANSSL,
     InstanceDiscriminationSSL, PIRL, SimCLR, MoCo, BYOL, SimSiam, BarlowTwins, VICReg, SwAV, DINO,
-    BEiT, MAE,
+    BEiT, MAE, SyntheticTransferSSL,
 )
 # ... and of video clips (n, t, h, w[, c]).
 VIDEO_ESTIMATORS = (FrameOrderSSL, TemporalContrastiveSSL, TemporalClassificationSSL, PredictiveCodingSSL)

@@ -474,4 +474,8 @@ def __getattr__(name):
         from .video._data import make_moving_images
 
         return make_moving_images
+    if name == "make_synthetic_scenes":
+        from ._scenes import make_synthetic_scenes
+
+        return make_synthetic_scenes
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -10,6 +10,7 @@ from .jigsaw import JigsawSSL
 from .rotation import RotationSSL
 from .split_brain import SplitBrainSSL
 from .super_resolution import SuperResolutionSSL
+from .synthetic_transfer import SyntheticTransferSSL
 
 __all__ = [
     "ColorizationSSL",
@@ -22,4 +23,5 @@ __all__ = [
     "RotationSSL",
     "SplitBrainSSL",
     "SuperResolutionSSL",
+    "SyntheticTransferSSL",
 ]
