@@ -36,13 +36,6 @@ class PseudoLabels(nn.Module):
         super().__init__()
         self.register_buffer("labels", torch.full((n,), -1, dtype=torch.long))
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        # A saved estimator is rebuilt before its state is loaded, without knowing n.
-        saved = state_dict.get(prefix + "labels")
-        if saved is not None and saved.shape != self.labels.shape:
-            self.labels = torch.empty(saved.shape, dtype=self.labels.dtype, device=self.labels.device)
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-
     def __len__(self):
         return self.labels.shape[0]
 
