@@ -251,6 +251,10 @@ def embedding_diagnostics(Z):
 class FewShotResult:
     """What :func:`few_shot_score` measured.
 
+    A frozen dataclass: the mean accuracy, its 95% interval and the
+    accuracy of every episode (for other intervals or paired comparisons
+    between two embeddings scored with the same ``random_state``).
+
     Parameters
     ----------
     mean : float
@@ -260,6 +264,17 @@ class FewShotResult:
         ``1.96 * std(accuracies) / sqrt(n_episodes)``.
     accuracies : ndarray of shape (n_episodes,)
         Query accuracy of every episode.
+
+    See Also
+    --------
+    few_shot_score : Computes it.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> result = FewShotResult(mean=0.5, ci95=0.1, accuracies=np.array([0.4, 0.6]))
+    >>> result.mean - result.ci95, result.mean + result.ci95
+    (0.4, 0.6)
     """
 
     mean: float
@@ -316,8 +331,12 @@ def few_shot_score(Z, y, n_way=5, k_shot=1, n_query=15, n_episodes=600, random_s
 
     Returns
     -------
-    result : FewShotResult
+    FewShotResult
         ``mean``, ``ci95`` and the per-episode ``accuracies``.
+
+    See Also
+    --------
+    few_label_score : Linear-probe accuracy with few labels of the same classes.
 
     Examples
     --------

@@ -44,6 +44,7 @@ class UnsupervisedMetaSSL(MultiViewSSL):
 
     Parameters
     ----------
+    {view_parameters}
     pseudo_labels : {"augmentation", "clusters"}, default="augmentation"
         Where an episode's classes come from: single images (UMTRA) or
         k-means pseudo-classes (CACTUs).
@@ -62,7 +63,7 @@ class UnsupervisedMetaSSL(MultiViewSSL):
         one). An int draws that many episodes, each from ``n_way`` random
         images of the batch (augmentation) or from the pseudo-classes.
     n_clusters : int, default=100
-        k-means clusters (capped at the number of training images); only
+        Number of k-means clusters (capped at the number of training images); only
         with ``pseudo_labels="clusters"``.
     pca_dim : int, default=64
         Dimensions kept by the PCA whitening before k-means.
@@ -71,7 +72,6 @@ class UnsupervisedMetaSSL(MultiViewSSL):
         the first clusters come from a trained embedding, not a random one.
     cluster_update_every : int, default=5
         Epochs between re-clusterings of the training set.
-    {view_parameters}
     {common_parameters}
 
     Attributes
@@ -123,7 +123,7 @@ class UnsupervisedMetaSSL(MultiViewSSL):
             for name in ("_episode_source", "_sampler"):
                 self.__dict__.pop(name, None)
 
-    fit.__doc__ = BaseSSL.fit.__doc__
+    fit.__doc__ = BaseSSL.fit.__doc__.replace("        self\n", "        self\n            The fitted estimator.\n", 1)
 
     def _build_heads(self, feature_dim):
         if self.pseudo_labels == "clusters":
@@ -204,11 +204,32 @@ class UnsupervisedMetaSSL(MultiViewSSL):
         return features.permute(1, 2, 0, 3), pick.shape
 
     def pretext_score(self, X):
-        """UMTRA episode accuracy on ``X``: each image a class, its augmentations support and queries (chance: 1 / n_way).
+        """UMTRA episode accuracy on ``X``: each image a class, its augmentations support and queries.
 
         Consecutive groups of ``n_way`` images of ``X`` form the episodes
-        (a last group of fewer is left out); augmentations are drawn from a
-        generator seeded with 0, so the score is repeatable.
+        (a last group of fewer is left out), with ``k_shot`` support and
+        ``n_query`` query augmentations of each image; augmentations are
+        drawn from a generator seeded with 0, so the score is repeatable.
+
+        Parameters
+        ----------
+        X : array-like of shape (n, h*w*c), (n, h, w) or (n, h, w, c)
+            At least ``n_way`` images, read as in ``fit``.
+
+        Returns
+        -------
+        float
+            Accuracy of the nearest prototype over all queries (chance:
+            ``1 / n_way``).
+
+        Examples
+        --------
+        >>> from skssl import UnsupervisedMetaSSL
+        >>> from skssl.datasets import load_digits_images
+        >>> X = load_digits_images(return_X_y=True)[0]
+        >>> est = UnsupervisedMetaSSL(max_epochs=1, random_state=0).fit(X[:100])
+        >>> 0.0 <= est.pretext_score(X[100:200]) <= 1.0
+        True
         """
         X = self._check_input(X, reset=False)
         if len(X) < self.n_way:
