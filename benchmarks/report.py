@@ -106,7 +106,7 @@ def fashion_verdict(results):
 def few_shot_table(result):
     """5-way 1- and 5-shot accuracy on unseen classes, with 95% intervals, and who beats the untrained backbone."""
     lines = [
-        "### Few-shot transfer to unseen Fashion-MNIST classes",
+        f"### Few-shot transfer to unseen Fashion-MNIST classes ({result['budget'].split(', ')[-1]})",
         "",
         f"Training: {result['budget']}, no labels. Test: {result['protocol']}. "
         f"Device: {result['device']} ({result['machine']}), torch {result['torch']}.",
