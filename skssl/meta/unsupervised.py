@@ -171,6 +171,9 @@ class UnsupervisedMetaSSL(MultiViewSSL):
     def _loss(self, x):
         k, per_class = self.k_shot, self.k_shot + self.n_query
         auto = self.episodes_per_batch == "auto"
+        if self.pseudo_labels == "clusters" and not hasattr(self, "_batch_index"):
+            # Outside a fit (skssl.diagnostics.pretext_loss): pseudo-classes exist for training images only.
+            raise AttributeError("pseudo-classes belong to the training images", name="_batch_index")
         sampler = getattr(self, "_sampler", None)
         picked = None
         if sampler is not None and len(sampler.classes) >= 2:
@@ -182,7 +185,7 @@ class UnsupervisedMetaSSL(MultiViewSSL):
             images = self._prepare(self._episode_source.batch(index.to(self._episode_source_device())), x.device)
             features = self._encode(self._episode_views(images, index, 1)).view(e, w, per_class, -1)
         else:  # UMTRA: every image its own class, its augmentations the samples
-            features, (e, w) = self._umtra_features(x, self._batch_index, self._generator)
+            features, (e, w) = self._umtra_features(x, getattr(self, "_batch_index", None), self._generator)
         with torch.autocast(x.device.type, enabled=False):
             loss, _ = prototypical_loss(features[:, :, :k], features[:, :, k:])
         return loss

@@ -110,3 +110,14 @@ def test_episodes_train_an_embedding_that_classifies_unseen_digits_from_few_shot
     if mode == "augmentation":  # its own task on held-out images; the clusters train another
         episode, episode_untrained = trained.pretext_score(held_out), untrained.pretext_score(held_out)
         assert episode > episode_untrained + 0.03, (episode, episode_untrained)
+
+
+def test_pretext_generalization_has_the_umtra_loss_on_new_images_but_not_the_cluster_loss(digits):
+    X = digits[0]
+    umtra = UnsupervisedMetaSSL(max_epochs=1, batch_size=32, random_state=0).fit(X[:64])
+    result = skssl.pretext_generalization(umtra, X[:64], X[64:128])
+    assert result["test_loss"] > 0 and result["test_accuracy"] is not None and result["note"] is None
+    cactus = UnsupervisedMetaSSL(pseudo_labels="clusters", n_clusters=4, cluster_warmup=0, max_epochs=1, batch_size=32,
+                                 random_state=0).fit(X[:64])
+    result = skssl.pretext_generalization(cactus, X[:64], X[64:128])
+    assert result["test_loss"] is None and "per training image" in result["note"]
