@@ -103,6 +103,35 @@ def fashion_verdict(results):
             + (", ".join(sorted(losing)) or "none") + ".", ""]
 
 
+def few_shot_table(result):
+    """5-way 1- and 5-shot accuracy on unseen classes, with 95% intervals, and who beats the untrained backbone."""
+    lines = [
+        f"### Few-shot transfer to unseen Fashion-MNIST classes ({result['budget'].split(', ')[-1]})",
+        "",
+        f"Training: {result['budget']}, no labels. Test: {result['protocol']}. "
+        f"Device: {result['device']} ({result['machine']}), torch {result['torch']}.",
+        "",
+        "| method | 5-way 1-shot | 5-way 5-shot | fit seconds |",
+        "|---|---|---|---|",
+    ]
+    for r in result["rows"]:
+        if "skipped" in r:
+            lines.append(f"| {r['method']} | — | — | skipped: {r['skipped']} |")
+            continue
+        budget = f" ({r['epochs'] - 1} epochs + {r['stopped_at_batch']} batches)" if "stopped_at_batch" in r else ""
+        lines.append(f"| {r['method']} | {r['1_shot']:.3f} ± {r['1_shot_ci95']:.3f} | "
+                     f"{r['5_shot']:.3f} ± {r['5_shot_ci95']:.3f} | {r['seconds']}{budget} |")
+    floor = next((r for r in result["rows"] if r["method"] == "RandomInit"), None)
+    if floor is not None:
+        # A margin beyond both intervals at both shot counts; the untrained floor and raw pixels are not methods.
+        beat = [r["method"] for r in result["rows"] if "skipped" not in r
+                and not r["method"].startswith(("raw pixels", "RandomInit"))
+                and all(r[f"{k}_shot"] - floor[f"{k}_shot"] > r[f"{k}_shot_ci95"] + floor[f"{k}_shot_ci95"] for k in (1, 5))]
+        lines += ["", "Beat the untrained backbone (RandomInit) at 1 and 5 shots by more than both intervals: "
+                  + (", ".join(beat) or "none") + "."]
+    return lines + [""]
+
+
 def other_table(name, result):
     """Data-source and distributed results: their figures as a list."""
     lines = [f"### {name[:-5].replace('_', ' ')}", "", f"{result.get('machine', '')}, torch {result.get('torch', '')}.", ""]
@@ -168,6 +197,8 @@ def main():
             lines += throughput_table(result, _before(path))
         elif name.startswith("quality"):
             lines += quality_table(result, _before(path), title(name, result))
+        elif name.startswith("few_shot"):
+            lines += few_shot_table(result)
         else:
             lines += other_table(name, result)
             figure = os.path.join(HERE, "..", "docs", "images", name[:-5] + ".png")

@@ -13,7 +13,8 @@ one synthetic scene each in SyntheticTransferSSL, whose renders are made once pe
 MAE and BEiT need a ViT: they are timed with vit_tiny whatever ``--backbone``
 says (BEiT's tokenizer trains in the untimed first epoch).
 
-Results go to benchmarks/results/<--out>.json (default throughput_<device>).
+Results go to benchmarks/results/<--out>.json (default throughput_<device>);
+with ``--methods`` the rows of those methods replace theirs in an existing file.
 """
 
 import argparse
@@ -40,7 +41,7 @@ from skssl.pretext.rotation import rotate_all
 HAND_WRITTEN = ("RotationSSL", "SimCLR", "MoCo", "BYOL")
 # Timed in the framework only: the work per step is the method itself.
 FRAMEWORK_ONLY = ("InstanceDiscriminationSSL", "PIRL", "SimSiam", "BarlowTwins", "VICReg", "MAE", "BEiT", "SwAV", "DINO",
-                  "SyntheticTransferSSL")
+                  "SyntheticTransferSSL", "UnsupervisedMetaSSL")
 VIT_ONLY = ("MAE", "BEiT")
 RESULTS = os.path.join(os.path.dirname(__file__), "results")
 
@@ -131,8 +132,8 @@ def main():
     parser.add_argument("--device", default="auto")
     parser.add_argument("--repeats", type=int, default=2, help="alternate skssl and hand-written runs this many times")
     parser.add_argument("--out", help="result file name without .json (default throughput_<device>)")
-    parser.add_argument("--add", action="store_true", help="replace only these methods' rows in an existing result file")
     args = parser.parse_args()
+    explicit = args.methods != parser.get_default("methods")
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
     rng = np.random.RandomState(0)
     nhwc = rng.randint(0, 256, (args.n_images, args.size, args.size, 3)).astype(np.uint8)
@@ -164,13 +165,11 @@ def main():
     }
     os.makedirs(RESULTS, exist_ok=True)
     path = os.path.join(RESULTS, f"{args.out or 'throughput_' + device.type}.json")
-    if args.add and os.path.exists(path):  # keep the other methods' rows of the same setup
+    if explicit and os.path.exists(path):  # keep the other methods' rows, in their order
         with open(path) as f:
-            previous = json.load(f)
-        if previous.get("setup") != result["setup"]:
-            raise SystemExit(f"--add: {path} was measured with another setup ({previous.get('setup')!r})")
-        names = {r["method"] for r in rows}
-        result["rows"] = [r for r in previous["rows"] if r["method"] not in names] + rows
+            previous = json.load(f)["rows"]
+        new = {r["method"]: r for r in rows}
+        rows[:] = [new.pop(r["method"], r) for r in previous] + list(new.values())
     with open(path, "w") as f:
         json.dump(result, f, indent=1)
     print("wrote", path)

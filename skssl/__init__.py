@@ -6,8 +6,9 @@ from .contrastive import BYOL, DINO, PIRL, BarlowTwins, InstanceDiscriminationSS
 from .datasets import load_digits_images, load_fashion_mnist
 from .diagnostics import (alignment_uniformity, compare_pretexts, implicit_dimensionality, pretext_generalization,
                           random_label_baseline)
-from .evaluation import embedding_diagnostics, few_label_score, knn_score, linear_probe_score
+from .evaluation import FewShotResult, embedding_diagnostics, few_label_score, few_shot_score, knn_score, linear_probe_score
 from .masked import BEiT, MAE
+from .meta import UnsupervisedMetaSSL
 from .persistence import load
 from .semi import DistilledClassifier, FineTuneClassifier, NoisyStudentClassifier
 from .pretext import (
@@ -32,7 +33,7 @@ IMAGE_ESTIMATORS = (
     RotationSSL, JigsawSSL, RelativePositionSSL, ColorizationSSL, SplitBrainSSL, InpaintingSSL,
     SuperResolutionSSL, DenoisingAutoencoderSSL, DeepClusterSSL, GANSSL,
     InstanceDiscriminationSSL, PIRL, SimCLR, MoCo, BYOL, SimSiam, BarlowTwins, VICReg, SwAV, DINO,
-    BEiT, MAE, SyntheticTransferSSL,
+    BEiT, MAE, SyntheticTransferSSL, UnsupervisedMetaSSL,
 )
 # ... and of video clips (n, t, h, w[, c]).
 VIDEO_ESTIMATORS = (FrameOrderSSL, TemporalContrastiveSSL, TemporalClassificationSSL, PredictiveCodingSSL)
@@ -41,7 +42,7 @@ ESTIMATORS = IMAGE_ESTIMATORS + VIDEO_ESTIMATORS
 __all__ = [
     "BaseSSL", "RandomInit", "ESTIMATORS", "IMAGE_ESTIMATORS", "VIDEO_ESTIMATORS", "load",
     *(cls.__name__ for cls in ESTIMATORS),
-    "embedding_diagnostics", "few_label_score", "knn_score", "linear_probe_score",
+    "embedding_diagnostics", "few_label_score", "few_shot_score", "FewShotResult", "knn_score", "linear_probe_score",
     "alignment_uniformity", "compare_pretexts", "implicit_dimensionality", "pretext_generalization",
     "random_label_baseline",
     "load_digits_images", "load_fashion_mnist",

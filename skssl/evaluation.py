@@ -1,10 +1,11 @@
-"""Frozen-embedding evaluation: linear probe, cosine kNN, few-label protocol, diagnostics.
+"""Frozen-embedding evaluation: linear probe, cosine kNN, few-label and few-shot protocols, diagnostics.
 
 Every scorer takes ``estimator_or_embeddings`` first: a fitted transformer (embeddings are
 ``estimator.transform(X)``), ``None`` (raw inputs flattened to (n, -1), the pixel baseline),
 or a 2-D array of precomputed embeddings (``X`` may then be None). With precomputed
 embeddings, ``X_test`` must be the precomputed test embeddings.
 """
+from dataclasses import dataclass
 from numbers import Integral
 
 import numpy as np
@@ -12,8 +13,10 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from sklearn.utils import check_random_state
 
-__all__ = ["linear_probe_score", "knn_score", "few_label_score", "embedding_diagnostics"]
+__all__ = ["linear_probe_score", "knn_score", "few_label_score", "few_shot_score", "FewShotResult",
+           "embedding_diagnostics"]
 
 
 def _embed(est, X, y, what="X"):
@@ -255,3 +258,163 @@ def embedding_diagnostics(Z):
     erank = float(np.exp(-np.sum(p * np.log(p)))) if p.size else 0.0
     return {"std_normalized": float(Zn.std(axis=0).mean()), "effective_rank": erank,
             "n_dead_dims": n_dead, "has_nonfinite": False}
+
+
+@dataclass(frozen=True)
+class FewShotResult:
+    """What :func:`few_shot_score` measured.
+
+    A frozen dataclass: the mean accuracy, its 95% interval and the
+    accuracy of every episode (for other intervals or paired comparisons
+    between two embeddings scored with the same ``random_state``).
+
+    Parameters
+    ----------
+    mean : float
+        Mean query accuracy over the episodes.
+    ci95 : float
+        Half-width of the 95% confidence interval of ``mean``:
+        ``1.96 * std(accuracies) / sqrt(n_episodes)``.
+    accuracies : ndarray of shape (n_episodes,)
+        Query accuracy of every episode.
+
+    See Also
+    --------
+    few_shot_score : Computes it.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> result = FewShotResult(mean=0.5, ci95=0.1, accuracies=np.array([0.4, 0.6]))
+    >>> result.mean - result.ci95, result.mean + result.ci95
+    (0.4, 0.6)
+    """
+
+    mean: float
+    ci95: float
+    accuracies: np.ndarray
+
+    def __repr__(self):
+        return f"FewShotResult(mean={self.mean:.4f}, ci95={self.ci95:.4f}, n_episodes={len(self.accuracies)})"
+
+
+_FEW_SHOT_METRICS = ("normalized_euclidean", "euclidean")
+# Episodes are drawn in chunks whose per-class random keys hold at most this many numbers.
+_EPISODE_CHUNK = 1 << 22
+
+
+def few_shot_score(Z, y, n_way=5, k_shot=1, n_query=15, n_episodes=600, random_state=None,
+                   metric="normalized_euclidean"):
+    """N-way K-shot accuracy of a prototype classifier on labelled embeddings, with its 95% interval.
+
+    The standard few-shot protocol (Vinyals et al. 2016; Snell et al. 2017):
+    each episode draws ``n_way`` distinct classes, then ``k_shot`` support
+    and ``n_query`` query samples of each, all distinct. Each class's
+    prototype is the mean of its support embeddings and each query is given
+    the class of its nearest prototype (ties broken at random, so that
+    indistinguishable classes score chance, not the first class). The score
+    is the mean query accuracy over episodes with the half-width
+    ``1.96 * std / sqrt(n_episodes)`` of its 95% confidence interval. All
+    episodes are drawn and scored as arrays, without a Python loop over them.
+
+    Parameters
+    ----------
+    Z : array-like of shape (n_samples, n_features)
+        Embeddings, e.g. ``estimator.transform(X_test)`` of images of classes
+        the estimator never trained on.
+    y : array-like of shape (n_samples,)
+        Class of each embedding.
+    n_way : int, default=5
+        Classes per episode.
+    k_shot : int, default=1
+        Support samples per class (averaged into its prototype).
+    n_query : int, default=15
+        Query samples per class, scored against the prototypes.
+    n_episodes : int, default=600
+        Episodes drawn.
+    random_state : int, RandomState, Generator or None, default=None
+        Seeds the draw of episodes and the breaking of ties.
+    metric : {"normalized_euclidean", "euclidean"}, default="normalized_euclidean"
+        Distance from a query to a prototype. ``"normalized_euclidean"``:
+        every embedding is L2-normalised first, then prototypes (means of
+        the normalised supports, not normalised again) and queries are
+        compared by Euclidean distance; this is common for self-supervised
+        embeddings, whose norms carry little class information.
+        ``"euclidean"``: the raw embeddings, as prototypical networks train.
+
+    Returns
+    -------
+    FewShotResult
+        ``mean``, ``ci95`` and the per-episode ``accuracies``.
+
+    See Also
+    --------
+    few_label_score : Linear-probe accuracy with few labels of the same classes.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> y = np.repeat(np.arange(6), 20)
+    >>> Z = np.eye(6)[y] + 0.1 * rng.standard_normal((120, 6))
+    >>> result = few_shot_score(Z, y, n_way=5, k_shot=1, n_query=5, n_episodes=100, random_state=0)
+    >>> result.mean
+    1.0
+    """
+    for name, value, low in (("n_way", n_way, 2), ("k_shot", k_shot, 1), ("n_query", n_query, 1),
+                             ("n_episodes", n_episodes, 1)):
+        if isinstance(value, bool) or not isinstance(value, Integral) or value < low:
+            raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+    if metric not in _FEW_SHOT_METRICS:
+        raise ValueError(f"metric must be one of {_FEW_SHOT_METRICS}, got {metric!r}")
+    Z = np.asarray(Z)
+    if Z.ndim != 2:
+        raise ValueError(f"Z must be 2-D (n_samples, n_features), got shape {Z.shape}")
+    if not np.issubdtype(Z.dtype, np.number):
+        raise ValueError(f"Z must be numeric, got dtype {Z.dtype}")
+    Z = Z.astype(np.float64)
+    if not np.all(np.isfinite(Z)):
+        raise ValueError("Z contains NaN" if np.isnan(Z).any() else "Z contains infinity")
+    y = np.asarray(y)
+    if y.ndim != 1 or len(y) != len(Z):
+        raise ValueError(f"y must be 1-D with one label per row of Z ({len(Z)}), got shape {y.shape}")
+    classes, y_index, counts = np.unique(y, return_inverse=True, return_counts=True)
+    if len(classes) < n_way:
+        raise ValueError(f"n_way={n_way} but y has only {len(classes)} classes")
+    per_class = k_shot + n_query
+    if counts.min() < per_class:
+        small = classes[counts < per_class]
+        raise ValueError(f"k_shot + n_query = {per_class} samples are needed from each class, but class "
+                         f"{small[0].tolist()!r} has {counts[counts < per_class][0]} ({len(small)} classes have too few)")
+    if metric == "normalized_euclidean":
+        Z = Z / np.maximum(np.linalg.norm(Z, axis=1, keepdims=True), 1e-12)
+    rng = random_state if isinstance(random_state, np.random.Generator) else \
+        np.random.default_rng(check_random_state(random_state).randint(2**31 - 1))
+    # members[c, :counts[c]]: the rows of class c; the padding is never drawn.
+    members = np.zeros((len(classes), counts.max()), dtype=np.intp)
+    order = np.argsort(y_index, kind="stable")
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    slot = np.arange(len(y)) - np.repeat(starts, counts)
+    members[y_index[order], slot] = order
+    accuracies = np.empty(n_episodes)
+    chunk = max(1, _EPISODE_CHUNK // (n_way * counts.max()))
+    targets = np.repeat(np.arange(n_way), n_query)
+    for start in range(0, n_episodes, chunk):
+        e = min(chunk, n_episodes - start)
+        ways = rng.random((e, len(classes))).argsort(axis=1)[:, :n_way]  # n_way distinct classes
+        # k_shot + n_query distinct members of each: the smallest of random keys, padding excluded
+        keys = rng.random((e, n_way, counts.max()))
+        keys[np.arange(counts.max()) >= counts[ways][..., None]] = np.inf
+        picked = np.take_along_axis(members[ways], np.argsort(keys, axis=2)[..., :per_class], axis=2)
+        samples = Z[picked]  # (e, n_way, k_shot + n_query, d)
+        prototypes = samples[:, :, :k_shot].mean(axis=2)
+        queries = samples[:, :, k_shot:].reshape(e, n_way * n_query, -1)
+        distances = (np.einsum("eqd,eqd->eq", queries, queries)[..., None]
+                     - 2 * np.einsum("eqd,ewd->eqw", queries, prototypes)
+                     + np.einsum("ewd,ewd->ew", prototypes, prototypes)[:, None, :])
+        # Prototypes within rounding of the nearest tie; one of them is chosen at random.
+        nearest = distances <= distances.min(axis=2, keepdims=True) + 1e-9 * (1 + np.abs(distances).max(axis=2, keepdims=True))
+        predicted = np.where(nearest, rng.random(distances.shape), -1.0).argmax(axis=2)
+        accuracies[start:start + e] = (predicted == targets).mean(axis=1)
+    mean = float(accuracies.mean())
+    return FewShotResult(mean=mean, ci95=float(1.96 * accuracies.std() / np.sqrt(n_episodes)), accuracies=accuracies)

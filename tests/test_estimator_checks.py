@@ -35,6 +35,8 @@ ESTIMATORS = [cls(**TINY, **SMALL_HEADS.get(cls.__name__, {})) for cls in skssl.
 ESTIMATORS += [
     RandomInit(),
     skssl.SimCLR(crop="contrastive", crop_update_every=1, crop_warmup=0, **TINY),
+    # CACTUs episodes from the first epoch: the k-means path and its sampler go through the checks too.
+    skssl.UnsupervisedMetaSSL(pseudo_labels="clusters", n_clusters=4, pca_dim=4, cluster_warmup=0, **TINY),
 ]
 
 GRAY = "its 1- and 4-feature data are square counts, read as one-channel images, which colorization refuses by design"
