@@ -351,6 +351,9 @@ class BaseSSL(ClassNamePrefixFeaturesOutMixin, TransformerMixin, TrainingLoop, B
             raise ValueError(f"Found array with {n} sample(s) (shape={getattr(X, 'shape', (n,))}) while a minimum of "
                              f"{2 if reset else 1} is required by {name}.")
         if is_dataset(X):
+            if callable(getattr(X, "read_clip", None)):
+                raise ValueError(f"{name} learns from images, but X is a {type(X).__name__} of clips; train a video "
+                                 "method (skssl.VIDEO_ESTIMATORS) on it.")
             shape = self._dataset_image_shape(X)
         else:
             dtype = np.dtype(X.dtype)

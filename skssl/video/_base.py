@@ -9,8 +9,8 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .. import _distributed
-from .._images import clip_shape, resolve_video_shape
-from .._sources import ArraySource, is_dataset, is_streaming_input
+from .._images import as_thwc, clip_shape, resolve_video_shape
+from .._sources import ArraySource, DatasetSource, is_dataset, is_streaming_input, item_to_tensor
 from ..base import BaseSSL
 
 VIDEO_DOC = """frame_stride : int, default=1
@@ -75,8 +75,7 @@ class VideoSSL(BaseSSL):
             raise ValueError(f"{name} reads clips: set video_shape=(t, h, w[, c]), not image_shape="
                              f"{self.image_shape!r} (which applies to image methods).")
         if is_dataset(X):
-            raise ValueError(f"{name} reads clips from arrays (in memory, np.memmap or h5py); "
-                             f"got a {type(X).__name__}.")
+            return self._check_clip_dataset(X, reset)
         if is_streaming_input(X):
             return self._check_clip_source(X, reset)
         if not hasattr(X, "shape"):
@@ -106,6 +105,34 @@ class VideoSSL(BaseSSL):
                              f"{self.n_features_in_} features as input.")
         self._set_clip_shape(clip_shape(X.shape, self.video_shape, name), n_features, reset)
         return ArraySource(X, self.video_shape_, getattr(self, "scale_", (0.0, 255.0)))
+
+    def _check_clip_dataset(self, X, reset):
+        """A Dataset of clips (a VideoFolder, or items ``(t, c, h, w)`` / ``(t, h, w[, c])``): its DatasetSource."""
+        name = type(self).__name__
+        n = len(X)
+        if n < (2 if reset else 1):
+            raise ValueError(f"Found a dataset with {n} clip(s) while a minimum of {2 if reset else 1} is required "
+                             f"by {name}.")
+        shape = getattr(X, "video_shape", None)
+        if shape is None:
+            if callable(getattr(X, "read_image", None)):
+                raise ValueError(f"{name} learns from clips, but X is a {type(X).__name__} of images; open clips "
+                                 "with skssl.datasets.load_video_folder.")
+            first = item_to_tensor(X[0], clip=True)
+            shape = (int(first.shape[0]), int(first.shape[2]), int(first.shape[3]), int(first.shape[1]))
+        shape = tuple(int(s) for s in shape)
+        if self.image_size is not None:
+            shape = (shape[0], *self._image_size(), shape[3])
+        if self.video_shape is not None and as_thwc(self.video_shape) != shape:
+            raise ValueError(f"{name}: video_shape={tuple(self.video_shape)} does not match the clips of the "
+                             f"dataset, {shape} (t, h, w, c).")
+        n_features = math.prod(shape)
+        if reset:
+            validate_data(self, X, reset=True, skip_check_array=True)  # clears feature names
+            self.n_features_in_ = n_features
+        self._set_clip_shape(shape, n_features, reset)
+        return DatasetSource(X, self.video_shape_, getattr(self, "scale_", (0.0, 255.0)),
+                             resize=self.image_size is not None)
 
     def _set_clip_shape(self, shape, n_features, reset):
         """Fix ``video_shape_`` on ``reset`` (from the clips, or ``video_shape`` for rows); else check it."""
