@@ -652,6 +652,7 @@ class VideoFolder:
         Returns
         -------
         torch.Tensor of shape (t, c, h, w), uint8
+            The clip's frames, decoded now.
         """
         import torch
 

@@ -61,6 +61,7 @@ def make_moving_images(n_videos=1000, n_frames=16, size=32, *, source="digits", 
     Parameters
     ----------
     n_videos : int, default=1000
+        Number of clips.
     n_frames : int, default=16
         Frames per clip.
     size : int, default=32
@@ -70,12 +71,14 @@ def make_moving_images(n_videos=1000, n_frames=16, size=32, *, source="digits", 
         Fashion-MNIST training set (read from local files, never downloaded
         here) or an array of grayscale images.
     n_objects : {1, 2}, default=1
+        Objects moving in each clip.
     object_size : int, default=None
         Side of each object in pixels; ``None`` is ``size * 3 // 8`` (12 px
         on a 32 px canvas), small enough to travel.
     speeds : tuple of float, default=(1.0, 2.0)
         Speeds in pixels per frame, drawn uniformly per object.
     random_state : int, RandomState or None
+        Seed of every random choice (objects, directions, speeds, starts).
 
     Returns
     -------

@@ -155,10 +155,12 @@ class PredictiveCodingSSL(VideoSSL):
         Parameters
         ----------
         X : array-like of shape (n, t, h, w), (n, t, h, w, c) or (n, t*h*w*c)
+            Clips, as for ``transform``.
 
         Returns
         -------
         float
+            The fraction of (clip, step) predictions that pick their own step.
         """
         def correct(x):
             predicted, future = self._predict_future(x)
