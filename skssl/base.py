@@ -346,14 +346,15 @@ class BaseSSL(ClassNamePrefixFeaturesOutMixin, TransformerMixin, TrainingLoop, B
             return self._check_source(X, reset)
         if getattr(X, "ndim", None) is None and isinstance(X, (list, tuple)):
             X = np.asarray(X)
-        shape = self._array_sample_shape(getattr(X, "shape", None))
-        if shape is not None:  # not -1: zero rows cannot infer it, and validation should say "0 samples"
-            X = np.reshape(X, (X.shape[0], math.prod(shape)))
-        if not reset:
-            self._check_sample_shape(shape)
+        raw = getattr(X, "shape", None)
+        if raw is not None and len(raw) > 2:  # not -1: zero rows cannot infer it, and validation should say "0 samples"
+            X = np.reshape(X, (raw[0], math.prod(raw[1:])))
+        if not reset:  # another sample shape than fitted is named as such, before the feature count
+            self._check_sample_shape(self._array_sample_shape(raw))
+        # scikit-learn's checks (sample count, NaN, dtype, feature count) come first at fit, on flat rows.
         X = validate_data(self, X, reset=reset, dtype="numeric", ensure_min_samples=2 if reset else 1)
         if reset:
-            self._set_sample_shape(shape or self._row_sample_shape(X.shape[1]))
+            self._set_sample_shape(self._array_sample_shape(raw) or self._row_sample_shape(X.shape[1]))
         return X
 
     def _check_source(self, X, reset):
