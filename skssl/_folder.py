@@ -99,8 +99,8 @@ def scan(root, extensions, strict):
 class _Walker:
     """Walks folders in sorted order (a folder's files before its sub-folders, as os.walk), each folder once."""
 
-    def __init__(self, root, extensions, strict):
-        self.extensions, self.strict, self.left_out = extensions, strict, []
+    def __init__(self, root, extensions, strict, owner="ImageFolder"):
+        self.extensions, self.strict, self.left_out, self.owner = extensions, strict, [], owner
         self.root_real = os.path.realpath(root)
         st = os.stat(root)
         self.seen = {(st.st_dev, st.st_ino)}  # (device, inode) of every folder entered
@@ -160,7 +160,7 @@ class _Walker:
     def _unreadable(self, folder, exc):
         why = exc.strerror or str(exc)
         if self.strict:
-            raise ValueError(f"ImageFolder: cannot read the folder {folder} ({why}). Fix its permissions or remove "
+            raise ValueError(f"{self.owner}: cannot read the folder {folder} ({why}). Fix its permissions or remove "
                              "it, or open the folder with on_error='skip' to leave it out.") from None
         self.left_out.append((str(folder), f"folder cannot be read ({why})"))
 
@@ -262,11 +262,16 @@ def read(path, channels, size, limit, value_range):
         im.load()
         if turn != 1:
             im = im.transpose(getattr(Image.Transpose, _ORIENTATION[turn]))
-        im = _eight_bit(im, channels, value_range)
-        if size is not None and im.size != (size[1], size[0]):
-            im = im.resize((size[1], size[0]), Image.Resampling.BILINEAR, box=_cover_box(im.size, size),
-                           reducing_gap=3.0)
-        array = np.asarray(im)
+        return fit_image(im, channels, size, value_range)
+
+
+def fit_image(im, channels, size, value_range=None):
+    """A decoded PIL image as an ``(h, w, channels)`` uint8 array, covering ``size`` and centre-cropped when given."""
+    im = _eight_bit(im, channels, value_range)
+    if size is not None and im.size != (size[1], size[0]):
+        im = im.resize((size[1], size[0]), Image.Resampling.BILINEAR, box=_cover_box(im.size, size),
+                       reducing_gap=3.0)
+    array = np.asarray(im)
     return array[:, :, None] if array.ndim == 2 else array
 
 

@@ -37,25 +37,32 @@ def flatten_images(X, image_shape, owner):
     ``X_2d`` is left for scikit-learn's ``validate_data`` to check; only the
     image axes are folded here, so sparse matrices and data frames pass through.
     """
-    ndim = getattr(X, "ndim", None)
-    if ndim is None and isinstance(X, (list, tuple)):
+    if getattr(X, "ndim", None) is None and isinstance(X, (list, tuple)):
         X = np.asarray(X)
-        ndim = X.ndim
+    shape = image_shape_of(getattr(X, "shape", None), image_shape, owner)
+    if shape is None:
+        return X, None
+    # Not -1: zero rows cannot infer it, and validation should say "0 samples".
+    return np.reshape(X, (X.shape[0], math.prod(shape))), shape
+
+
+def image_shape_of(shape, image_shape, owner):
+    """``(h, w, c)`` of the images in an array of shape ``(n, ...)``; None for 2-D rows (or no shape)."""
+    ndim = None if shape is None else len(shape)
     if ndim in (3, 4):
-        shape = tuple(X.shape[1:]) + ((1,) if ndim == 3 else ())
-        if image_shape is not None and _as_hwc(image_shape) != shape:
+        found = tuple(int(s) for s in shape[1:]) + ((1,) if ndim == 3 else ())
+        if image_shape is not None and _as_hwc(image_shape) != found:
             raise ValueError(
                 f"{owner}: image_shape={tuple(image_shape)} does not match the "
-                f"shape of the images in X, {shape} (h, w, c)."
+                f"shape of the images in X, {found} (h, w, c)."
             )
-        # Not -1: zero rows cannot infer it, and validation should say "0 samples".
-        return np.reshape(X, (X.shape[0], math.prod(shape))), shape
+        return found
     if ndim is not None and ndim > 4:
         raise ValueError(
             f"{owner} expects 2-D (n, features), 3-D (n, h, w) or 4-D (n, h, w, c) "
-            f"arrays; got {ndim}-D input of shape {X.shape}."
+            f"arrays; got {ndim}-D input of shape {tuple(shape)}."
         )
-    return X, None
+    return None
 
 
 def _as_hwc(image_shape):

@@ -177,24 +177,27 @@ class ArraySource(_StreamingSource):
 
 
 class DatasetSource(_StreamingSource):
-    """A torch Dataset of images (PIL, ``(c, h, w)`` tensors or ``(h, w, c)`` arrays).
+    """A torch Dataset of images (PIL, ``(c, h, w)`` tensors or ``(h, w, c)`` arrays), or of clips.
 
     Items may be ``(image, label)`` tuples; the label is ignored. Every image
     is brought to ``image_shape`` (resized when ``resize`` is set, else it
-    must already have that size).
+    must already have that size). With ``image_shape`` ``(t, h, w, c)`` the
+    items are clips (``(t, c, h, w)`` tensors, ``(t, h, w[, c])`` arrays, or
+    what a VideoFolder's ``read_clip`` gives), batched as ``(b, t, c, h, w)``.
     """
 
     def __init__(self, dataset, image_shape, scale, resize=False):
         self.dataset, self.image_shape, self.scale, self.resize = dataset, tuple(image_shape), tuple(scale), resize
+        self.clips = len(self.image_shape) == 4
 
     def __len__(self):
         return len(self.dataset)
 
     def item(self, i, size=None):
-        """Item ``i`` as a ``(c, h, w)`` tensor, at ``size`` if the dataset reads at a size itself (ImageFolder)."""
-        read = getattr(self.dataset, "read_image", None)
+        """Item ``i`` as a ``(c, h, w)`` (clips: ``(t, c, h, w)``) tensor, at ``size`` if the dataset reads at a size itself."""
+        read = getattr(self.dataset, "read_clip" if self.clips else "read_image", None)
         if read is None:
-            return item_to_tensor(self.dataset[i])
+            return item_to_tensor(self.dataset[i], clip=self.clips)
         return read(i) if size is None else read(i, size=size)
 
     def describe(self, i):
@@ -203,19 +206,22 @@ class DatasetSource(_StreamingSource):
 
     def batch(self, index):
         index = index.tolist() if torch.is_tensor(index) else list(index)
-        h, w, c = self.image_shape
+        *frames, h, w, c = self.image_shape
         images = [self.item(i, (h, w) if self.resize else None) for i in index]
         out = []
         for i, image in zip(index, images):
-            if image.shape[0] != c:
-                raise ValueError(f"{self.describe(i)} has {image.shape[0]} channel(s), the others {c}.")
-            if tuple(image.shape[1:]) != (h, w):
+            if tuple(image.shape[:-3]) != tuple(frames):
+                raise ValueError(f"{self.describe(i)} has {image.shape[0]} frame(s), the others {frames[0]}.")
+            if image.shape[-3] != c:
+                raise ValueError(f"{self.describe(i)} has {image.shape[-3]} channel(s), the others {c}.")
+            if tuple(image.shape[-2:]) != (h, w):
                 if not self.resize:
                     raise ValueError(
-                        f"{self.describe(i)} is {image.shape[1]}x{image.shape[2]} pixels but the first was "
+                        f"{self.describe(i)} is {image.shape[-2]}x{image.shape[-1]} pixels but the first was "
                         f"{h}x{w}; set image_size to train on images of different sizes."
                     )
-                image = resize_shorter_and_crop(image, (h, w))
+                # The frames of a clip are resized together, as channels of one image.
+                image = resize_shorter_and_crop(image.flatten(0, -3), (h, w)).unflatten(0, image.shape[:-2])
             out.append(image)
         batch = torch.stack(out)
         if batch.dtype == torch.uint8 and self.scale == (0.0, 255.0):
@@ -223,12 +229,14 @@ class DatasetSource(_StreamingSource):
         return torch.from_numpy(_scale(batch.double().numpy(), *self.scale))
 
 
-def item_to_tensor(item):
-    """A dataset item (image or ``(image, label, ...)``) as a ``(c, h, w)`` tensor."""
+def item_to_tensor(item, clip=False):
+    """A dataset item (image or ``(image, label, ...)``) as a ``(c, h, w)`` tensor; a clip as ``(t, c, h, w)``."""
     if isinstance(item, (tuple, list)):
         if not item:
             raise ValueError("A dataset item is an empty tuple; expected an image or (image, label).")
         item = item[0]
+    if clip:
+        return _clip_to_tensor(item)
     if torch.is_tensor(item):
         t = item.detach().cpu()
         if t.ndim == 2:
@@ -246,6 +254,23 @@ def item_to_tensor(item):
     if a.ndim != 3 or a.dtype.kind not in "uif":
         raise ValueError(f"A dataset item of shape {a.shape} and dtype {a.dtype} is not an (h, w[, c]) image.")
     t = torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))
+    return t if t.dtype == torch.uint8 else t.float()
+
+
+def _clip_to_tensor(item):
+    # Tensors are (t, c, h, w) as torchvision's video datasets give them, arrays (t, h, w, c); 3-D is one channel.
+    if torch.is_tensor(item):
+        t = item.detach().cpu()
+        t = t[:, None] if t.ndim == 3 else t
+    else:
+        a = np.asarray(item)
+        if a.dtype.kind not in "uif" or a.ndim not in (3, 4):
+            raise ValueError(f"A dataset item of shape {a.shape} and dtype {a.dtype} is not a (t, h, w[, c]) clip.")
+        a = a[..., None] if a.ndim == 3 else a
+        t = torch.from_numpy(np.ascontiguousarray(a.transpose(0, 3, 1, 2)))
+    if t.ndim != 4:
+        raise ValueError(f"A dataset item is a tensor of shape {tuple(t.shape)}; expected a (t, c, h, w) or "
+                         "(t, h, w) clip.")
     return t if t.dtype == torch.uint8 else t.float()
 
 
@@ -271,8 +296,9 @@ def resize_shorter_and_crop(image, size):
 
 
 def is_dataset(X):
-    """True for a torch Dataset, or an object that reads its images itself (``read_image(i)``, as ImageFolder)."""
-    return isinstance(X, torch.utils.data.Dataset) or callable(getattr(X, "read_image", None))
+    """True for a torch Dataset, or an object that reads its items itself (``read_image(i)``, ``read_clip(i)``)."""
+    return (isinstance(X, torch.utils.data.Dataset) or callable(getattr(X, "read_image", None))
+            or callable(getattr(X, "read_clip", None)))
 
 
 def is_streaming_input(X):

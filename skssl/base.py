@@ -37,7 +37,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import nn
 
 from . import _checkpoint, _distributed
-from ._images import flatten_images, fit_scale, resize_to, resolve_image_shape, to_image_tensor, unit_range
+from ._images import fit_scale, image_shape_of, resize_to, resolve_image_shape, to_image_tensor, unit_range
 from ._sources import (STATS_SAMPLE, ArraySource, DatasetSource, TensorSource, is_dataset, is_streaming_input,
                        item_to_tensor, resolve_num_workers, sample_index)
 from ._training import LOOP_NAMES, TrainingLoop
@@ -385,22 +385,35 @@ class BaseSSL(ClassNamePrefixFeaturesOutMixin, TransformerMixin, TrainingLoop, B
         bf16 = self.precision == "bf16" or (self.precision == "auto" and device.type == "cuda")
         return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
 
+    # ------------------------------------------------------------------ input
+    # One path for every input, images and clips alike: arrays in memory are
+    # flattened for scikit-learn's validation with their sample shape kept;
+    # memmaps, h5py datasets and Datasets become a source. What one sample is
+    # comes from four hooks (image here; the video methods add a time axis).
+    _sample_kind = ("images", "(h, w, c)")
+
     def _check_input(self, X, reset):
         """Validate X; return flat rows (arrays in memory) or a source (everything else).
 
-        On ``reset`` also fix ``image_shape_``. Arrays in memory go through
-        scikit-learn's ``validate_data``; memmaps, h5py datasets and torch
-        Datasets are checked here without reading them whole.
+        On ``reset`` also fix the sample shape (``image_shape_``; clips add
+        ``video_shape_``). Arrays in memory go through scikit-learn's
+        ``validate_data``; memmaps, h5py datasets and torch Datasets are
+        checked here without reading them whole.
         """
-        name = type(self).__name__
+        self._check_input_params()
         if is_streaming_input(X):
             return self._check_source(X, reset)
-        X, shape = flatten_images(X, self.image_shape, name)
-        if not reset and shape is not None and shape != self.image_shape_:
-            raise ValueError(f"X holds images of shape {shape} (h, w, c) but {name} was fitted on {self.image_shape_}.")
+        if getattr(X, "ndim", None) is None and isinstance(X, (list, tuple)):
+            X = np.asarray(X)
+        raw = getattr(X, "shape", None)
+        if raw is not None and len(raw) > 2:  # not -1: zero rows cannot infer it, and validation should say "0 samples"
+            X = np.reshape(X, (raw[0], math.prod(raw[1:])))
+        if not reset:  # another sample shape than fitted is named as such, before the feature count
+            self._check_sample_shape(self._array_sample_shape(raw))
+        # scikit-learn's checks (sample count, NaN, dtype, feature count) come first at fit, on flat rows.
         X = validate_data(self, X, reset=reset, dtype="numeric", ensure_min_samples=2 if reset else 1)
         if reset:
-            self.image_shape_ = shape or resolve_image_shape(self.image_shape, X.shape[1], name)
+            self._set_sample_shape(self._array_sample_shape(raw) or self._row_sample_shape(X.shape[1]))
         return X
 
     def _check_source(self, X, reset):
@@ -410,34 +423,57 @@ class BaseSSL(ClassNamePrefixFeaturesOutMixin, TransformerMixin, TrainingLoop, B
             raise ValueError(f"Found array with {n} sample(s) (shape={getattr(X, 'shape', (n,))}) while a minimum of "
                              f"{2 if reset else 1} is required by {name}.")
         if is_dataset(X):
-            shape = self._dataset_image_shape(X)
+            shape = self._dataset_sample_shape(X)
+            n_features = math.prod(shape)
         else:
             dtype = np.dtype(X.dtype)
             if dtype.kind not in "uif":
-                raise ValueError(f"{name} expects numeric images; the array has dtype {dtype}.")
-            if len(X.shape) > 4:
-                raise ValueError(f"{name} expects 2-D, 3-D or 4-D arrays; got shape {tuple(X.shape)}.")
-            shape = tuple(int(s) for s in X.shape[1:]) + ((1,) if len(X.shape) == 3 else ())
-            if len(X.shape) == 2:
-                if not reset and hasattr(self, "n_features_in_") and X.shape[1] != self.n_features_in_:
-                    raise ValueError(f"X has {X.shape[1]} features, but {name} is expecting {self.n_features_in_} "
+                raise ValueError(f"{name} expects numeric {self._sample_kind[0]}; the array has dtype {dtype}.")
+            shape = self._array_sample_shape(X.shape)
+            n_features = int(math.prod(X.shape[1:]))
+            if shape is None:  # 2-D rows
+                if not reset and hasattr(self, "n_features_in_") and n_features != self.n_features_in_:
+                    raise ValueError(f"X has {n_features} features, but {name} is expecting {self.n_features_in_} "
                                      "features as input.")
-                shape = resolve_image_shape(self.image_shape, shape[0], name) if reset else self.image_shape_
-        n_features = math.prod(shape)
+                shape = self._row_sample_shape(n_features) if reset else self._sample_shape
         if reset:
             validate_data(self, X, reset=True, skip_check_array=True)  # clears feature names
-            self.n_features_in_ = int(X.shape[1]) if len(getattr(X, "shape", ())) == 2 else n_features
-            self.image_shape_ = shape
+            self.n_features_in_ = n_features
+            self._set_sample_shape(shape)
         else:
             check_is_fitted(self)
-            if shape != self.image_shape_:
-                raise ValueError(f"X holds images of shape {shape} (h, w, c) but {name} was fitted on {self.image_shape_}.")
+            self._check_sample_shape(shape)
+        scale = getattr(self, "scale_", (0.0, 255.0))
         if is_dataset(X):
-            return DatasetSource(X, self.image_shape_, getattr(self, "scale_", (0.0, 255.0)), resize=self.image_size is not None)
-        return ArraySource(X, self.image_shape_, getattr(self, "scale_", (0.0, 255.0)))
+            return DatasetSource(X, self._sample_shape, scale, resize=self.image_size is not None)
+        return ArraySource(X, self._sample_shape, scale)
 
-    def _dataset_image_shape(self, dataset):
+    def _check_input_params(self):
+        """Refuse parameters that cannot read any input (before the input is looked at)."""
+
+    def _array_sample_shape(self, shape):
+        """One sample's shape in an array of shape ``(n, ...)``; None for 2-D rows (read by ``_row_sample_shape``)."""
+        return image_shape_of(shape, self.image_shape, type(self).__name__)
+
+    def _row_sample_shape(self, n_features):
+        """The shape rows of ``n_features`` values are read as."""
+        return resolve_image_shape(self.image_shape, n_features, type(self).__name__)
+
+    def _set_sample_shape(self, shape):
+        self.image_shape_ = shape
+
+    def _check_sample_shape(self, shape):
+        """At transform time: samples of another shape than those fitted are refused (None: rows, not checked)."""
+        if shape is not None and shape != self._sample_shape:
+            kind, axes = self._sample_kind
+            raise ValueError(f"X holds {kind} of shape {shape} {axes} but {type(self).__name__} was fitted on "
+                             f"{self._sample_shape} (expecting {self.n_features_in_} features as input).")
+
+    def _dataset_sample_shape(self, dataset):
         """Image shape of a Dataset's items: its first item's, or ``image_size`` with its channels."""
+        if callable(getattr(dataset, "read_clip", None)):
+            raise ValueError(f"{type(self).__name__} learns from images, but X is a {type(dataset).__name__} of clips; "
+                             "train a video method (skssl.VIDEO_ESTIMATORS) on it.")
         shape = getattr(dataset, "image_shape", None)
         if shape is None:
             first = item_to_tensor(dataset[0])

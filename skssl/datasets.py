@@ -13,10 +13,10 @@ import numpy as np
 from sklearn.datasets import load_digits
 from sklearn.utils import Bunch
 
-from . import _folder
+from . import _folder, _video_folder
 
 __all__ = ["load_digits_images", "load_fashion_mnist", "read_idx", "FASHION_MNIST_CLASSES", "ImageFolder", "make_moving_images",
-           "load_image_folder"]
+           "load_image_folder", "VideoFolder", "load_video_folder"]
 
 FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                          "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
@@ -448,6 +448,304 @@ def load_image_folder(root, *, image_size=None, channels=None, on_error="raise",
     if return_X_y:
         return folder, folder.targets
     return Bunch(images=folder, target=folder.targets, target_names=np.array(folder.classes), files=folder.files)
+
+
+class VideoFolder:
+    """Clips under a folder, as video files or folders of frames, decoded lazily: a dataset the video methods stream.
+
+    A clip is a video file (extension in ``video_extensions``: MP4, AVI,
+    WebM, MKV, MOV, ..., decoded by PyAV, the optional extra ``pip install
+    'skssl[video]'``) or a folder holding frame images (extensions as for
+    :class:`ImageFolder`), its frames sorted by name with numbers compared by
+    value (``frame2.png`` before ``frame10.png``). When ``root`` has
+    sub-folders that hold no frames themselves, each is a class: ``classes``
+    holds their sorted names and ``targets`` each clip's class index, so
+    ``X, y = load_video_folder(root, return_X_y=True)`` is what a Pipeline
+    needs. Clips are decoded when read, in the estimator's DataLoader
+    workers; the folder is walked as :class:`ImageFolder` walks one (hidden
+    entries ignored, special files left out, links to folders followed once).
+
+    Every clip is read as one shape, ``video_shape`` ``(t, h, w, c)``: the
+    ``n_frames`` frames ``frame_stride`` apart in the middle of the clip
+    (``None``: as many as the first clip has), each frame resized to cover
+    ``image_size`` (``None``: the first clip's frame size) and centre-cropped.
+    A clip with fewer frames than that is a bad file.
+
+    The folder behaves as an array of clips where scikit-learn needs one:
+    ``shape`` ``(n, t, h, w, c)``, ``dtype`` uint8, and indexing it with an
+    array of indices (as cross-validation does) gives a ``VideoFolder`` over
+    those clips, without reading them.
+
+    Parameters
+    ----------
+    root : str or path-like
+        Folder to search, recursively.
+    n_frames : int, default=None
+        Frames per clip. ``None``: the first clip's frame count (at
+        ``frame_stride``); longer clips give their middle frames.
+    frame_stride : int, default=1
+        Step between the frames read (2 reads every other frame).
+    image_size : int or tuple (h, w), default=None
+        Frame size every clip is brought to (covering it, aspect kept, then
+        centre-cropped). ``None``: the first clip's frame size.
+    channels : {1, 3} or None, default=None
+        1 reads frames as grayscale, 3 as RGB; ``None`` follows the first
+        clip (gray frame images or a gray video pixel format give 1).
+    on_error : {"raise", "skip"}, default="raise"
+        ``"raise"``: a clip that cannot be decoded (corrupt, truncated, too
+        short) raises an error naming its file when it is read. ``"skip"``:
+        every clip is decoded once when the folder is opened; clips that fail
+        are left out with one warning, their reasons in ``skipped``.
+    video_extensions : sequence of str, default=None
+        File name extensions read as video files, case-insensitive.
+        ``None``: .mp4, .m4v, .mov, .avi, .mkv, .webm, .mpg, .mpeg, .ogv.
+    frame_extensions : sequence of str, default=None
+        Extensions of frame images; ``None``: every extension PIL decodes.
+    max_pixels : int, None or "auto", default="auto"
+        Frames with more pixels are bad files, as for :class:`ImageFolder`.
+
+    Attributes
+    ----------
+    files : list of str
+        The clips: a video file's path, or a frame folder's path.
+    targets : ndarray of shape (n,) or None
+        Class index of each clip (``None`` without class sub-folders).
+    classes : list of str
+        Class sub-folder names.
+    skipped : dict of str to str
+        What was left out, path to reason (bad clips with
+        ``on_error="skip"``, special files and links not followed always).
+    video_shape : tuple (t, h, w, c)
+        The shape every clip is read as.
+
+    Examples
+    --------
+    >>> import numpy as np, os, tempfile
+    >>> from PIL import Image
+    >>> from skssl.datasets import VideoFolder
+    >>> root = tempfile.mkdtemp()
+    >>> for clip in range(2):
+    ...     os.makedirs(os.path.join(root, "waves", f"clip{clip}"))
+    ...     for t in range(4):
+    ...         frame = np.full((16, 16), 60 * t, np.uint8)
+    ...         Image.fromarray(frame).save(os.path.join(root, "waves", f"clip{clip}", f"{t}.png"))
+    >>> folder = VideoFolder(root)
+    >>> folder.shape, folder.classes
+    ((2, 4, 16, 16, 1), ['waves'])
+    """
+
+    dtype = np.dtype(np.uint8)
+
+    def __init__(self, root, n_frames=None, frame_stride=1, image_size=None, channels=None, on_error="raise", *,
+                 video_extensions=None, frame_extensions=None, max_pixels="auto"):
+        if on_error not in ("raise", "skip"):
+            raise ValueError(f"on_error must be 'raise' or 'skip'; got {on_error!r}.")
+        if channels not in (None, 1, 3):
+            raise ValueError(f"channels must be 1, 3 or None; got {channels!r}.")
+        for name, value in (("n_frames", n_frames), ("frame_stride", frame_stride)):
+            if not (value is None and name == "n_frames") and not (
+                    isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 1):
+                raise ValueError(f"{name} must be a positive int{' or None' if name == 'n_frames' else ''}; "
+                                 f"got {value!r}.")
+        if not (max_pixels in ("auto", None) or (isinstance(max_pixels, (int, np.integer))
+                                                 and not isinstance(max_pixels, bool) and max_pixels >= 1)):
+            raise ValueError(f"max_pixels must be a positive int, None or 'auto'; got {max_pixels!r}.")
+        root = Path(root)
+        if not root.is_dir():
+            raise ValueError(f"VideoFolder: {str(root)!r} is not a folder.")
+        self.root, self.on_error, self.max_pixels = str(root), on_error, max_pixels
+        self.frame_stride = int(frame_stride)
+        self.image_size = None if image_size is None else _pair_size(image_size)
+        self.video_extensions = _folder.check_extensions(video_extensions or _video_folder.VIDEO_EXTENSIONS)
+        self.frame_extensions = _folder.check_extensions(frame_extensions) - self.video_extensions
+        clips, labels, classes, loose, left_out = _video_folder.scan(
+            root, self.video_extensions, self.frame_extensions, strict=on_error == "raise")
+        if loose:
+            warnings.warn(f"VideoFolder: {len(loose)} clip(s) directly under {str(root)!r} are in no class "
+                          f"sub-folder and are left out (first: {loose[0]}).", stacklevel=2)
+        self.skipped = dict(left_out)
+        if not clips:
+            raise ValueError(f"VideoFolder: no clips under {str(root)!r} (looked for video files "
+                             f"{', '.join(sorted(self.video_extensions))} and folders of frame images)"
+                             f"{self._left_out_note()}.")
+        self.files, self._frames = [p for p, _ in clips], [f for _, f in clips]
+        self.n_frames, self.channels = n_frames, channels
+        # The first clip that reads fixes the shape every clip is read as.
+        good, n_found = [], len(clips)
+        for i in range(n_found):
+            if self.n_frames is not None and self.image_size is not None and self.channels is not None \
+                    and on_error == "raise":
+                break
+            try:
+                clip = self._decode(i)
+            except ImportError:
+                raise
+            except Exception as exc:
+                if on_error == "raise":
+                    raise ValueError(self._read_error(self.files[i], exc)) from None
+                self.skipped[self.files[i]] = _folder.reason(exc)
+                good.append(False)
+                continue
+            if self.n_frames is None:
+                self.n_frames = len(clip)  # the frames read at frame_stride
+            self.image_size = self.image_size or tuple(int(s) for s in clip.shape[1:3])
+            good.append(True)
+        if on_error == "skip":
+            keep = [i for i, ok in enumerate(good) if ok]
+            self.files = [self.files[i] for i in keep]
+            self._frames = [self._frames[i] for i in keep]
+            labels = [labels[i] for i in keep]
+            if not self.files:
+                raise ValueError(f"VideoFolder: none of the {n_found} clips under {self.root!r} could be read"
+                                 f"{self._left_out_note()}.")
+            used = set(labels)
+            dropped = [c for i, c in enumerate(classes) if i not in used]
+            if dropped:  # classes whose every clip was skipped
+                kept = [c for c in classes if c not in dropped]
+                remap = {classes.index(c): i for i, c in enumerate(kept)}
+                labels, classes = [remap[c] for c in labels], kept
+            if self.skipped:
+                listed = "; ".join(f"{p} ({why})" for p, why in list(self.skipped.items())[:3])
+                more = f"; and {len(self.skipped) - 3} more" if len(self.skipped) > 3 else ""
+                warnings.warn(f"VideoFolder left out {len(self.skipped)} entr{'y' if len(self.skipped) == 1 else 'ies'}"
+                              f" under {self.root!r}, reasons in .skipped: {listed}{more}.", stacklevel=2)
+        self.classes = classes
+        self.targets = np.asarray(labels, dtype=np.int64) if classes else None
+        self.video_shape = (self.n_frames, *self.image_size, self.channels)
+
+    def _decode(self, i):
+        """Clip ``i`` as a ``(t, h, w, c)`` array; on the first call also fixes ``channels``."""
+        path, frames = self.files[i], self._frames[i]
+        if self.channels is None:
+            if frames is None:
+                self.channels = _video_folder.video_channels(path)
+            elif frames:
+                self.channels = 1 if _folder.header(frames[0], _folder.pixel_limit(self.max_pixels))[3] else 3
+        return _video_folder.read(path, frames, self.n_frames, self.frame_stride, self.channels or 3,
+                                  self.image_size, _folder.pixel_limit(self.max_pixels))
+
+    @property
+    def shape(self):
+        return (len(self.files), *self.video_shape)
+
+    @property
+    def ndim(self):
+        return 5
+
+    def __len__(self):
+        return len(self.files)
+
+    def __repr__(self):
+        return f"VideoFolder({self.root!r}, {len(self)} clips of {self.video_shape}, {len(self.classes)} classes)"
+
+    def __getitem__(self, index):
+        if isinstance(index, tuple) and len(index) == 2 and index[1] is Ellipsis:
+            index = index[0]
+        if isinstance(index, (int, np.integer)):
+            i = int(index)
+            return self.read_clip(i), (int(self.targets[i]) if self.targets is not None else -1)
+        if isinstance(index, slice):
+            index = np.arange(len(self))[index]
+        from ._sources import check_integral_index
+
+        index = check_integral_index(index)
+        subset = copy.copy(self)
+        subset.files = [self.files[i] for i in index]
+        subset._frames = [self._frames[i] for i in index]
+        subset.targets = None if self.targets is None else self.targets[index]
+        return subset
+
+    def read_clip(self, i, size=None):
+        """Clip ``i`` as a ``(t, c, h, w)`` uint8 tensor, its frames at ``size`` (default ``video_shape``'s).
+
+        Parameters
+        ----------
+        i : int
+            Index of the clip.
+        size : int or tuple (h, w), default=None
+            Frame size to read at instead of the folder's.
+
+        Returns
+        -------
+        torch.Tensor of shape (t, c, h, w), uint8
+            The clip's frames, decoded now.
+        """
+        import torch
+
+        size = self.video_shape[1:3] if size is None else _pair_size(size)
+        path = self.files[i]
+        try:
+            clip = _video_folder.read(path, self._frames[i], self.n_frames, self.frame_stride, self.channels, size,
+                                      _folder.pixel_limit(self.max_pixels))
+        except ImportError:
+            raise
+        except Exception as exc:
+            raise ValueError(self._read_error(path, exc)) from None
+        return torch.from_numpy(clip.transpose(0, 3, 1, 2).copy())
+
+    def _read_error(self, path, exc):
+        message = f"Could not read the clip {path}: {_folder.reason(exc)}."
+        if self.on_error == "skip":
+            return message + (" It was read when the folder was opened with on_error='skip', so it has changed "
+                              "or been removed since; open the folder again.")
+        return message + " Fix or remove it, or open the folder with on_error='skip' to leave out clips that fail."
+
+    def _left_out_note(self):
+        if not self.skipped:
+            return ""
+        path, why = next(iter(self.skipped.items()))
+        return f"; {len(self.skipped)} left out, reasons in .skipped (first: {path}: {why})"
+
+
+def load_video_folder(root, *, n_frames=None, frame_stride=1, image_size=None, channels=None, on_error="raise",
+                      video_extensions=None, frame_extensions=None, max_pixels="auto", return_X_y=False):
+    """Open a folder of clips (video files or folders of frames; class sub-folders optional) as a :class:`VideoFolder`.
+
+    Parameters
+    ----------
+    root : str or path-like
+        Folder to search, recursively.
+    n_frames : int, default=None
+        Frames per clip (the middle ones); ``None``: the first clip's count.
+    frame_stride : int, default=1
+        Step between the frames read.
+    image_size : int or tuple (h, w), default=None
+        Frame size of every clip; ``None``: the first clip's.
+    channels : {1, 3} or None, default=None
+        Grayscale or RGB; ``None`` follows the first clip.
+    on_error : {"raise", "skip"}, default="raise"
+        Raise on a clip that cannot be read, or leave it out (with a
+        warning; reasons in ``skipped``).
+    video_extensions : sequence of str, default=None
+        Extensions of video files (see :class:`VideoFolder`).
+    frame_extensions : sequence of str, default=None
+        Extensions of frame images (see :class:`VideoFolder`).
+    max_pixels : int, None or "auto", default="auto"
+        Frames with more pixels are bad files.
+    return_X_y : bool, default=False
+        Return ``(clips, target)`` instead of a Bunch.
+
+    Returns
+    -------
+    data : sklearn.utils.Bunch
+        ``clips`` (the VideoFolder, read lazily), ``target`` (class index
+        per clip, or None), ``target_names`` and ``files``; or
+        ``(clips, target)``.
+
+    Examples
+    --------
+    >>> from skssl import TemporalContrastiveSSL
+    >>> from skssl.datasets import load_video_folder
+    >>> X, y = load_video_folder("videos/", n_frames=8, image_size=32, on_error="skip",
+    ...                          return_X_y=True)  # doctest: +SKIP
+    >>> Z = TemporalContrastiveSSL(max_epochs=1).fit_transform(X)  # doctest: +SKIP
+    """
+    folder = VideoFolder(root, n_frames=n_frames, frame_stride=frame_stride, image_size=image_size,
+                         channels=channels, on_error=on_error, video_extensions=video_extensions,
+                         frame_extensions=frame_extensions, max_pixels=max_pixels)
+    if return_X_y:
+        return folder, folder.targets
+    return Bunch(clips=folder, target=folder.targets, target_names=np.array(folder.classes), files=folder.files)
 
 
 def _pair_size(size):

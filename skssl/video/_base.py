@@ -1,16 +1,15 @@
 """What every video method shares: clip input, frame sampling on the device, pooling over time."""
 
-import math
 from numbers import Integral
 
 import numpy as np
 import torch
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted
 
 from .. import _distributed
-from .._images import clip_shape, resolve_video_shape
-from .._sources import ArraySource, is_dataset, is_streaming_input
+from .._images import as_thwc, clip_shape, resolve_video_shape
+from .._sources import item_to_tensor
 from ..base import BaseSSL
 
 VIDEO_DOC = """frame_stride : int, default=1
@@ -63,59 +62,44 @@ class VideoSSL(BaseSSL):
         return self.video_shape_
 
     # ------------------------------------------------------------------- input
-    def _check_input(self, X, reset):
-        """Validate clips; return flat rows (in memory) or an ArraySource (memmap, h5py)."""
-        name = type(self).__name__
+    # BaseSSL validates every input; a clip is an image with a time axis in front.
+    _sample_kind = ("clips", "(t, h, w, c)")
+
+    def _check_input_params(self):
         if self.image_shape is not None:
-            raise ValueError(f"{name} reads clips: set video_shape=(t, h, w[, c]), not image_shape="
+            raise ValueError(f"{type(self).__name__} reads clips: set video_shape=(t, h, w[, c]), not image_shape="
                              f"{self.image_shape!r} (which applies to image methods).")
-        if is_dataset(X):
-            raise ValueError(f"{name} reads clips from arrays (in memory, np.memmap or h5py); "
-                             f"got a {type(X).__name__}.")
-        if is_streaming_input(X):
-            return self._check_clip_source(X, reset)
-        if not hasattr(X, "shape"):
-            X = np.asarray(X)
-        shape = X.shape
-        # scikit-learn's checks first (sample count, NaN, dtype, feature count), on the flattened clips.
-        rows = np.reshape(X, (shape[0], math.prod(shape[1:]))) if len(shape) > 2 else X
-        rows = validate_data(self, rows, reset=reset, dtype="numeric", ensure_min_samples=2 if reset else 1)
-        self._set_clip_shape(clip_shape(shape, self.video_shape, name), rows.shape[1], reset)
-        return rows
 
-    def _check_clip_source(self, X, reset):
-        name = type(self).__name__
-        dtype = np.dtype(X.dtype)
-        if dtype.kind not in "uif":
-            raise ValueError(f"{name} expects numeric clips; the array has dtype {dtype}.")
-        n = int(X.shape[0])
-        if n < (2 if reset else 1):
-            raise ValueError(f"Found array with {n} sample(s) (shape={tuple(X.shape)}) while a minimum of "
-                             f"{2 if reset else 1} is required by {name}.")
-        n_features = int(math.prod(X.shape[1:]))
-        if reset:
-            validate_data(self, X, reset=True, skip_check_array=True)  # clears feature names
-            self.n_features_in_ = n_features
-        elif n_features != self.n_features_in_:
-            raise ValueError(f"X has {n_features} features per sample, but {name} is expecting "
-                             f"{self.n_features_in_} features as input.")
-        self._set_clip_shape(clip_shape(X.shape, self.video_shape, name), n_features, reset)
-        return ArraySource(X, self.video_shape_, getattr(self, "scale_", (0.0, 255.0)))
+    def _array_sample_shape(self, shape):
+        return None if shape is None else clip_shape(shape, self.video_shape, type(self).__name__)
 
-    def _set_clip_shape(self, shape, n_features, reset):
-        """Fix ``video_shape_`` on ``reset`` (from the clips, or ``video_shape`` for rows); else check it."""
-        name = type(self).__name__
-        if not reset:
-            if shape is not None and shape != self.video_shape_:
-                raise ValueError(f"X holds clips of shape {shape} (t, h, w, c) but {name} was fitted on "
-                                 f"{self.video_shape_}.")
-            return
-        shape = shape or resolve_video_shape(self.video_shape, n_features, self._span(), name)
+    def _row_sample_shape(self, n_features):
+        return resolve_video_shape(self.video_shape, n_features, self._span(), type(self).__name__)
+
+    def _set_sample_shape(self, shape):
         if shape[0] < self._span():
             raise ValueError(
-                f"{name} needs clips of at least {self._span()} frames with these parameters "
+                f"{type(self).__name__} needs clips of at least {self._span()} frames with these parameters "
                 f"({self._span_reason()}); the clips in X have {shape[0]}.")
         self.video_shape_, self.image_shape_ = shape, shape[1:]
+
+    def _dataset_sample_shape(self, dataset):
+        """Clip shape of a Dataset of clips: a VideoFolder's ``video_shape``, or its first item's."""
+        name = type(self).__name__
+        shape = getattr(dataset, "video_shape", None)
+        if shape is None:
+            if callable(getattr(dataset, "read_image", None)):
+                raise ValueError(f"{name} learns from clips, but X is a {type(dataset).__name__} of images; open "
+                                 "clips with skssl.datasets.load_video_folder.")
+            first = item_to_tensor(dataset[0], clip=True)
+            shape = (first.shape[0], first.shape[2], first.shape[3], first.shape[1])
+        shape = tuple(int(s) for s in shape)
+        if self.image_size is not None:
+            shape = (shape[0], *self._image_size(), shape[3])
+        if self.video_shape is not None and as_thwc(self.video_shape) != shape:
+            raise ValueError(f"{name}: video_shape={tuple(self.video_shape)} does not match the clips of the "
+                             f"dataset, {shape} (t, h, w, c).")
+        return shape
 
     # ------------------------------------------------------------------ frames
     def _frame_index(self, n_clips, n_frames, span=None, start_weights=None):

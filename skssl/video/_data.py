@@ -78,7 +78,7 @@ def make_moving_images(n_videos=1000, n_frames=16, size=32, *, source="digits", 
     speeds : tuple of float, default=(1.0, 2.0)
         Speeds in pixels per frame, drawn uniformly per object.
     random_state : int, RandomState or None
-        Seeds the objects, their positions, directions and speeds.
+        Seed of every random choice (objects, directions, speeds, starts).
 
     Returns
     -------
@@ -87,8 +87,10 @@ def make_moving_images(n_videos=1000, n_frames=16, size=32, *, source="digits", 
         the class of the first object (-1 for an unlabelled ``source``
         array), ``direction`` its initial direction (0-7, see
         ``direction_names``), ``speed`` the index of its speed in
-        ``speeds``; ``objects`` (n_videos, n_objects, 3) holds class,
-        direction and speed index of every object.
+        ``speeds``; ``bounced`` whether it reflected off a wall within the
+        clip (where it did, ``direction`` holds for the first frames only);
+        ``objects`` (n_videos, n_objects, 3) holds class, direction and speed
+        index of every object.
 
     Examples
     --------
@@ -123,6 +125,9 @@ def make_moving_images(n_videos=1000, n_frames=16, size=32, *, source="digits", 
     # Bouncing is a reflection: unfold the straight path over [0, 2 room) and fold it back.
     steps = np.arange(n_frames)[:, None, None, None]
     path = start[None] + steps * velocity[None]  # (t, n, k, 2)
+    # A reflection happens where the unfolded path crosses a multiple of room, on either axis.
+    fold = np.floor(path / room) if room > 0 else np.zeros_like(path)
+    bounced = (fold != fold[:1]).any(axis=(0, 3))  # (n, k)
     if room > 0:
         path = np.mod(path, 2 * room)
         path = np.where(path > room, 2 * room - path, path)
@@ -143,7 +148,8 @@ def make_moving_images(n_videos=1000, n_frames=16, size=32, *, source="digits", 
     classes = labels[which] if labels is not None else np.full((n_videos, n_objects), -1)
     return Bunch(
         clips=clips, target=classes[:, 0].astype(np.int64), direction=direction[:, 0].astype(np.int64),
-        speed=speed[:, 0].astype(np.int64), objects=np.stack([classes, direction, speed], axis=-1).astype(np.int64),
+        speed=speed[:, 0].astype(np.int64), bounced=bounced[:, 0],
+        objects=np.stack([classes, direction, speed], axis=-1).astype(np.int64),
         direction_names=DIRECTIONS, speeds=tuple(float(s) for s in speeds),
         DESCR=f"{n_videos} generated clips of {n_frames} frames, {size}x{size} px, {n_objects} moving object(s).",
     )

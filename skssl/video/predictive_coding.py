@@ -5,7 +5,7 @@ from numbers import Integral, Real
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.utils._param_validation import Interval
+from sklearn.utils._param_validation import Interval, StrOptions
 from torch import nn
 
 from ..heads import mlp
@@ -27,20 +27,29 @@ class _Predictor(nn.Module):
 
 
 @fp32_loss
-def future_nce(predicted, future, temperature):
-    """InfoNCE of predicted against true future latents, per step, over the batch.
+def future_nce(predicted, future, temperature, steps_as_negatives=True):
+    """InfoNCE of predicted against true future latents over the batch.
 
-    Row ``i`` of ``predicted[:, k]`` must score the true latent ``future[i, k]``
-    above the step-``k`` latents of the other clips in the batch.
+    The prediction ``predicted[i, k]`` must score the true latent
+    ``future[i, k]`` above the step-``k`` latents of the other clips and, with
+    ``steps_as_negatives``, above every other future latent in the batch too,
+    the same clip's other steps included (DPC's negatives). Without those,
+    a clip's appearance alone retrieves it among other clips, and nothing
+    asks the prediction to say *when*.
 
     Parameters
     ----------
     predicted, future : Tensor of shape (n, k, d)
     temperature : float
+    steps_as_negatives : bool, default=True
     """
     predicted, future = F.normalize(predicted, dim=-1), F.normalize(future, dim=-1)
+    n, k = predicted.shape[:2]
+    if steps_as_negatives:
+        logits = predicted.flatten(0, 1) @ future.flatten(0, 1).T / temperature  # (n k, n k)
+        return F.cross_entropy(logits, torch.arange(n * k, device=predicted.device))
     logits = torch.einsum("ikd,jkd->kij", predicted, future) / temperature
-    targets = torch.arange(predicted.shape[0], device=predicted.device).expand(predicted.shape[1], -1)
+    targets = torch.arange(n, device=predicted.device).expand(k, -1)
     return F.cross_entropy(logits.flatten(0, 1), targets.flatten())
 
 
@@ -67,6 +76,11 @@ class PredictiveCodingSSL(VideoSSL):
         Width of a frame's latent (the projection's output).
     temperature : float, default=0.1
         Softmax temperature of InfoNCE over the clips of a batch.
+    negatives : {"clips+steps", "clips"}, default="clips+steps"
+        What a prediction is scored against besides its true latent: every
+        other future latent of the batch, the same clip's other steps
+        included (DPC), or only the other clips' latents at the same step
+        (CPC across a batch), which appearance alone can tell apart.
     {video_parameters}
     {common_parameters}
 
@@ -84,7 +98,7 @@ class PredictiveCodingSSL(VideoSSL):
     (64, 128)
     """
 
-    _params = {"n_frames": 8, "n_predict": 3, "latent_dim": 128, "temperature": 0.1,
+    _params = {"n_frames": 8, "n_predict": 3, "latent_dim": 128, "temperature": 0.1, "negatives": "clips+steps",
                "max_epochs": 20, "batch_size": 64}
     _parameter_constraints = {
         **VideoSSL._parameter_constraints,
@@ -92,13 +106,14 @@ class PredictiveCodingSSL(VideoSSL):
         "n_predict": [Interval(Integral, 1, None, closed="left")],
         "latent_dim": [Interval(Integral, 1, None, closed="left")],
         "temperature": [Interval(Real, 0, None, closed="neither")],
+        "negatives": [StrOptions({"clips+steps", "clips"})],
     }
 
-    def _check_input(self, X, reset):
+    def _check_input_params(self):
         if self.n_predict >= self.n_frames:
             raise ValueError(f"n_predict={self.n_predict} leaves no context frames: it must be smaller than "
                              f"n_frames={self.n_frames}.")
-        return super()._check_input(X, reset)
+        super()._check_input_params()
 
     def _build_heads(self, feature_dim):
         return {"latent": mlp(feature_dim, feature_dim, self.latent_dim),
@@ -115,7 +130,8 @@ class PredictiveCodingSSL(VideoSSL):
 
     def _loss(self, x):
         predicted, future = self._predict_future(x)
-        return future_nce(self._gather(predicted), self._gather(future), self.temperature)
+        return future_nce(self._gather(predicted), self._gather(future), self.temperature,
+                          steps_as_negatives=self.negatives == "clips+steps")
 
     def pretext_score(self, X, batch_size=64):
         """Top-1 retrieval of the next frame's latent among the clips of a batch (chance: 1/batch_size).
@@ -142,3 +158,28 @@ class PredictiveCodingSSL(VideoSSL):
             return (scores.argmax(1) == torch.arange(x.shape[0], device=x.device)).float()
 
         return float(np.mean(self._score_batches(X, correct, batch_size)))
+
+    def step_score(self, X):
+        """Top-1 choice of the right step among a clip's own future latents (chance: 1 / n_predict).
+
+        For each clip and each future step, whether the prediction scores
+        that step's true latent above the clip's other future latents: it
+        asks *when*, which appearance cannot answer. Frames are fixed and
+        seeded, as in ``pretext_score``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n, t, h, w), (n, t, h, w, c) or (n, t*h*w*c)
+            Clips, as for ``transform``.
+
+        Returns
+        -------
+        float
+            The fraction of (clip, step) predictions that pick their own step.
+        """
+        def correct(x):
+            predicted, future = self._predict_future(x)
+            scores = F.normalize(predicted, dim=-1) @ F.normalize(future, dim=-1).transpose(1, 2)  # (b, k, k)
+            return (scores.argmax(-1) == torch.arange(self.n_predict, device=x.device)).float().mean(1)
+
+        return float(np.mean(self._score_batches(X, correct)))

@@ -50,6 +50,23 @@ def test_moving_images_move_in_the_labelled_direction_at_the_labelled_speed():
     np.testing.assert_array_equal(make_moving_images(300, 3, 32, random_state=0).clips, data.clips)
 
 
+def test_moving_images_say_which_clips_bounce():
+    data = make_moving_images(400, 12, 32, random_state=0)
+    frames = data.clips.astype(np.float64)
+    rows, cols = np.arange(32)[:, None], np.arange(32)[None, :]
+    mass = frames.sum(axis=(2, 3))
+    centre = np.stack([(frames * rows).sum(axis=(2, 3)) / mass, (frames * cols).sum(axis=(2, 3)) / mass], -1)
+    moved = centre[:, -1] - centre[:, 0]
+    angle = np.arctan2(-moved[:, 0], moved[:, 1])
+    along = np.round(angle / (math.pi / 4)).astype(int) % 8 == data.direction
+    # Without a bounce the whole clip moves in the labelled direction; a bounce turns it for the rest.
+    assert 0.1 < (~data.bounced).mean() < 0.9
+    assert along[~data.bounced].all()
+    assert along[data.bounced].mean() < 0.6
+    assert not make_moving_images(50, 1, 32, random_state=0).bounced.any()
+    assert make_moving_images(50, 200, 32, random_state=0).bounced.all()
+
+
 def test_moving_images_stay_on_the_canvas_and_keep_two_objects():
     one = make_moving_images(20, 30, 16, speeds=(3.0,), random_state=1).clips
     # Bouncing keeps the object whole on the canvas: its mass never changes.
@@ -144,8 +161,24 @@ def test_predictive_coding_retrieves_the_next_latent(moving):
     est = PredictiveCodingSSL(backbone=tiny_cnn(), n_frames=5, n_predict=2, max_epochs=15, batch_size=32, lr=3e-3,
                               random_state=0)
     est.fit(clips[:192])
-    # Measured: 0.69; 0.0 with the optimizer step switched off.
+    # Measured: 0.65 (0.60 with negatives="clips", the first version); 0.0 with the optimizer step switched off.
     assert est.pretext_score(clips[192:], batch_size=48) >= 0.4  # chance 1/48
+
+
+def test_predictive_coding_negatives_include_the_clips_own_other_steps():
+    from skssl.video.predictive_coding import future_nce
+
+    g = torch.Generator().manual_seed(0)
+    clip = torch.randn(16, 1, 32, generator=g)
+    future = clip + 0.3 * torch.randn(16, 3, 32, generator=g)  # each clip's steps: mostly its appearance
+    predicted = clip.expand(16, 3, 32)  # the clip, not the step: says "what", never "when"
+    across_clips = future_nce(predicted, future, 0.1, steps_as_negatives=False)
+    with_steps = future_nce(predicted, future, 0.1, steps_as_negatives=True)
+    # Appearance alone wins among other clips; among the clip's own steps it is a guess (log 3 = 1.10).
+    assert float(across_clips) < 0.1
+    assert float(with_steps) > 0.8
+    # ... and a prediction that does say when is found.
+    assert float(future_nce(future, future, 0.01, steps_as_negatives=True)) < 0.1
 
 
 @pytest.mark.parametrize("cls, params", [(TemporalContrastiveSSL, dict(max_offset=2, lr=3e-3, batch_size=16)),
