@@ -16,7 +16,7 @@ from sklearn.utils import Bunch
 from . import _folder, _video_folder
 
 __all__ = ["load_digits_images", "load_fashion_mnist", "read_idx", "FASHION_MNIST_CLASSES", "ImageFolder", "make_moving_images",
-           "load_image_folder", "VideoFolder", "load_video_folder"]
+           "load_image_folder", "VideoFolder", "load_video_folder", "make_synthetic_scenes"]
 
 FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                          "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
