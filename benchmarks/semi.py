@@ -123,7 +123,7 @@ def plot(rows, label_counts):
     ax.set_xlabel("test accuracy")
     ax.set_xlim(0.5, 1.0)
     ax.legend(loc="lower right")
-    ax.set_title("Fashion-MNIST with few labels (CPU budget, see docs/benchmarks.md)")
+    ax.set_title("Fashion-MNIST with few labels (CPU budget: docs/semi.md)", fontsize=10)
     fig.tight_layout()
     fig.savefig(os.path.join(HERE, "..", "docs", "images", "semi_fashion.png"), dpi=110)
 
