@@ -26,7 +26,8 @@ def title(name, result):
     parts = name[:-5].split("_")[2:]
     dataset = {"digits": "the digits", "fashion": "Fashion-MNIST"}[result["dataset"]]
     budget = "full training set" if "full" in parts else ("few labels" if result["dataset"] == "digits" else "quick budget")
-    return f"### Quality on {dataset}, {budget}" + (": masked image modelling (ViT)" if "masked" in parts else "")
+    suffix = {"masked": ": masked image modelling (ViT)", "vit": ": DINO and MAE on vit_tiny, 3 full epochs"}
+    return f"### Quality on {dataset}, {budget}" + "".join(suffix.get(p, "") for p in parts)
 
 
 def quality_table(result, before=None, heading=None):
