@@ -1,9 +1,11 @@
 """Arrays in, image tensors out: shape inference, flattening and scaling.
 
 Estimators accept 2-D ``(n, h*w*c)``, 3-D ``(n, h, w)`` and 4-D ``(n, h, w, c)``
-channel-last arrays. scikit-learn's validation only speaks 2-D, so images are
-flattened first and their shape is kept next to the flat array; the flat array
-is turned back into ``(n, c, h, w)`` tensors for the network.
+channel-last arrays; video adds a time axis in front of the image axes.
+scikit-learn's validation only speaks 2-D, so samples are flattened first and
+their shape (:class:`SampleLayout`) is kept next to the flat array; the flat
+array is turned back into ``(n, c, h, w)`` (clips ``(n, t, c, h, w)``) tensors
+for the network.
 """
 
 import math
@@ -31,78 +33,130 @@ def infer_image_shape(n_features):
     return (side, side, 1)
 
 
-def flatten_images(X, image_shape, owner):
-    """Return ``(X_2d, image_shape)`` for 2-D, 3-D or 4-D input.
+class SampleLayout:
+    """What one sample is and how its shape is found: an image ``(h, w, c)`` or a clip ``(t, h, w, c)``.
 
-    ``X_2d`` is left for scikit-learn's ``validate_data`` to check; only the
-    image axes are folded here, so sparse matrices and data frames pass through.
+    A clip is an image with a leading time axis and nothing else: every rule
+    here is the image's, applied behind that axis. The layout reads shapes,
+    never data; the source (:func:`skssl._sources.open_source`) asks it about
+    what it reads.
+
+    Parameters
+    ----------
+    owner : str
+        Name of the estimator, for error messages.
+    shape : tuple or None, default=None
+        The estimator's ``image_shape`` (images) or ``video_shape`` (clips)
+        parameter: how rows of 2-D input are read; ``None`` infers it.
+    frames : tuple (int, str) or None, default=None
+        Clips only: the frames a clip must have at least and why (the
+        method's parameters, for the error). ``None``: samples are images.
+    image_size : tuple (h, w) or None, default=None
+        The size a Dataset's items are read at (``None``: their own).
     """
-    if getattr(X, "ndim", None) is None and isinstance(X, (list, tuple)):
-        X = np.asarray(X)
-    shape = image_shape_of(getattr(X, "shape", None), image_shape, owner)
-    if shape is None:
-        return X, None
-    # Not -1: zero rows cannot infer it, and validation should say "0 samples".
-    return np.reshape(X, (X.shape[0], math.prod(shape))), shape
 
+    def __init__(self, owner, shape=None, frames=None, image_size=None):
+        self.owner, self.shape, self.image_size = owner, shape, image_size
+        self.time = frames is not None
+        self.min_frames, self.frames_reason = frames if self.time else (1, None)
+        self.parameter = "video_shape" if self.time else "image_shape"
+        self.kind, self.axes = ("clips", "(t, h, w, c)") if self.time else ("images", "(h, w, c)")
 
-def image_shape_of(shape, image_shape, owner):
-    """``(h, w, c)`` of the images in an array of shape ``(n, ...)``; None for 2-D rows (or no shape)."""
-    ndim = None if shape is None else len(shape)
-    if ndim in (3, 4):
-        found = tuple(int(s) for s in shape[1:]) + ((1,) if ndim == 3 else ())
-        if image_shape is not None and _as_hwc(image_shape) != found:
-            raise ValueError(
-                f"{owner}: image_shape={tuple(image_shape)} does not match the "
-                f"shape of the images in X, {found} (h, w, c)."
-            )
-        return found
-    if ndim is not None and ndim > 4:
-        raise ValueError(
-            f"{owner} expects 2-D (n, features), 3-D (n, h, w) or 4-D (n, h, w, c) "
-            f"arrays; got {ndim}-D input of shape {tuple(shape)}."
-        )
-    return None
+    def parse(self, shape):
+        """A shape parameter as a sample shape; a left-out channel axis is one channel."""
 
+        def size(s):
+            # Integral-valued numbers only: int(8.5) would silently read a wrong
+            # shape, and True is not a size.
+            if isinstance(s, (bool, np.bool_)) or not isinstance(s, (Integral, Real)) or s != s or int(s) != s:
+                return None
+            return int(s)
 
-def _as_hwc(image_shape):
-    def size(s):
-        # Integral-valued numbers only: int(8.5) would silently read a wrong
-        # shape, and True is not a size.
-        if isinstance(s, (bool, np.bool_)) or not isinstance(s, (Integral, Real)) or s != s or int(s) != s:
+        try:
+            sizes = tuple(size(s) for s in shape)
+        except TypeError:
+            sizes = ()
+        if len(sizes) == 2 + self.time:
+            sizes += (1,)
+        if len(sizes) != 3 + self.time or any(s is None or s < 1 for s in sizes):
+            t = "t, " if self.time else ""
+            raise ValueError(f"{self.parameter} must be ({t}h, w) or ({t}h, w, c) with positive integer sizes; "
+                             f"got {shape!r}.")
+        return sizes
+
+    def in_array(self, shape):
+        """The sample shape in an array of shape ``(n, ...)``; None for 2-D rows (see :meth:`of_rows`).
+
+        The channel axis may be left out. For clips, an array one axis short
+        whose last axis looks like channels (1, 3 or 4 next to a larger
+        image) is a stack of images, which a video method cannot learn time
+        from.
+        """
+        ndim = None if shape is None else len(shape)
+        if ndim is None or ndim <= 2:  # rows (or 1-D input, which validation rejects with scikit-learn's message)
             return None
-        return int(s)
+        axes = 3 + self.time
+        t = "t, " if self.time else ""
+        if self.time and ndim == axes and shape[-1] in (1, 3, 4) and shape[-2] > 4:
+            raise ValueError(
+                f"{self.owner} learns from clips, but X of shape {tuple(shape)} looks like a 4-D array of images "
+                f"(n, h, w, c). Pass clips as (n, t, h, w) or (n, t, h, w, c), or 2-D rows with video_shape.")
+        if ndim not in (axes, axes + 1):
+            raise ValueError(f"{self.owner} expects {self.kind} of shape (n, {t}h, w) or (n, {t}h, w, c), or 2-D "
+                             f"rows (n, features); got {ndim}-D input of shape {tuple(shape)}.")
+        found = tuple(int(s) for s in shape[1:]) + ((1,) if ndim == axes else ())
+        if self.shape is not None and self.parse(self.shape) != found:
+            raise ValueError(f"{self.owner}: {self.parameter}={tuple(self.shape)} does not match the shape of the "
+                             f"{self.kind} in X, {found} {self.axes}.")
+        return found
 
-    shape = tuple(size(s) for s in image_shape)
-    if len(shape) == 2:
-        shape += (1,)
-    if len(shape) != 3 or any(s is None or s < 1 for s in shape):
-        raise ValueError(
-            f"image_shape must be (h, w) or (h, w, c) with positive integer sizes; got {image_shape!r}."
-        )
-    return shape
+    def of_rows(self, n_features):
+        """The sample shape rows of ``n_features`` values are read as.
 
+        Without a shape parameter a row is ``min_frames`` frames of equal
+        length (an image is one frame), each read by :func:`infer_image_shape`.
+        A given shape must hold the row; an image row is zero-padded into it
+        (a ragged last row, as inference does, so never more than doubled), a
+        clip row is not.
+        """
+        if self.shape is None:
+            frame = infer_image_shape(-(-n_features // self.min_frames))
+            return (self.min_frames, *frame) if self.time else frame
+        shape = self.parse(self.shape)
+        size = math.prod(shape)
+        if size < n_features or (self.time and size != n_features):
+            per = " per clip" if self.time else ""
+            raise ValueError(f"{self.owner}: {self.parameter}={tuple(self.shape)} holds {size} values{per} but X "
+                             f"has {n_features} features per sample.")
+        # An image mostly made of padding is a wrong image_shape, and a huge one would exhaust memory inside torch.
+        if size > 2 * n_features:
+            raise ValueError(
+                f"{self.owner}: {self.parameter}={tuple(self.shape)} holds {size} values, more than twice the "
+                f"{n_features} features per sample of X; rows are only zero-padded up to twice their length.")
+        return shape
 
-def resolve_image_shape(image_shape, n_features, owner):
-    """The ``(h, w, c)`` that rows of ``n_features`` values are read as."""
-    if image_shape is None:
-        return infer_image_shape(n_features)
-    shape = _as_hwc(image_shape)
-    if math.prod(shape) < n_features:
-        raise ValueError(
-            f"{owner}: image_shape={tuple(image_shape)} holds {math.prod(shape)} values "
-            f"but X has {n_features} features per sample."
-        )
-    # Zero-padding is for a ragged last row, as inference does (never more
-    # than doubling the row); an image mostly made of padding is a wrong
-    # image_shape, and a huge one would exhaust memory inside torch.
-    if math.prod(shape) > 2 * n_features:
-        raise ValueError(
-            f"{owner}: image_shape={tuple(image_shape)} holds {math.prod(shape)} values, more "
-            f"than twice the {n_features} features per sample of X; rows are only zero-padded "
-            f"up to twice their length."
-        )
-    return shape
+    def of_dataset(self, shape):
+        """The sample shape of a Dataset whose items have ``shape``: at ``image_size`` when it is set."""
+        shape = tuple(int(s) for s in shape)
+        if self.image_size is not None:
+            shape = (*shape[:-3], *self.image_size, shape[-1])
+        # image_shape reads rows only; a Dataset's images may differ in size (image_size brings them to one).
+        if self.time and self.shape is not None and self.parse(self.shape) != shape:
+            raise ValueError(f"{self.owner}: {self.parameter}={tuple(self.shape)} does not match the {self.kind} "
+                             f"of the dataset, {shape} {self.axes}.")
+        return shape
+
+    def check_trainable(self, shape):
+        """Refuse clips shorter than the frames the method samples."""
+        if self.time and shape[0] < self.min_frames:
+            raise ValueError(f"{self.owner} needs clips of at least {self.min_frames} frames with these parameters "
+                             f"({self.frames_reason}); the clips in X have {shape[0]}.")
+
+    def check_fitted(self, shape, fitted, n_features):
+        """At transform time: samples of another shape than the ``fitted`` ones are refused."""
+        if shape != fitted:
+            raise ValueError(f"X holds {self.kind} of shape {shape} {self.axes} but {self.owner} was fitted on "
+                             f"{fitted} (expecting {n_features} features as input).")
 
 
 def to_image_tensor(X, image_shape, scale):
@@ -179,63 +233,3 @@ def resize_to(x, min_size):
         return x
     size = (max(h, min_size), max(w, min_size))
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
-
-
-def as_thwc(video_shape):
-    """``video_shape`` as ``(t, h, w, c)``: ``(t, h, w)`` is one channel."""
-    try:
-        t, *frame = tuple(video_shape)
-        shape = _as_hwc(frame)
-    except (TypeError, ValueError):
-        shape = None
-    if shape is None or isinstance(t, (bool, np.bool_)) or not isinstance(t, Integral) or t < 1:
-        raise ValueError(
-            f"video_shape must be (t, h, w) or (t, h, w, c) with positive integer sizes; got {video_shape!r}."
-        )
-    return (int(t), *shape)
-
-
-def resolve_video_shape(video_shape, n_features, n_frames, owner):
-    """The ``(t, h, w, c)`` that rows of ``n_features`` values are read as.
-
-    ``None`` reads a row as ``n_frames`` frames of equal length, each frame as
-    :func:`infer_image_shape` reads an image row (zero-padding included); an
-    explicit ``video_shape`` must hold exactly the row.
-    """
-    if video_shape is None:
-        frame = infer_image_shape(-(-n_features // n_frames))
-        return (n_frames, *frame)
-    shape = as_thwc(video_shape)
-    if math.prod(shape) != n_features:
-        raise ValueError(
-            f"{owner}: video_shape={tuple(video_shape)} holds {math.prod(shape)} values per clip "
-            f"but X has {n_features} features per sample."
-        )
-    return shape
-
-
-def clip_shape(shape, video_shape, owner):
-    """``(t, h, w, c)`` of the clips in an array of shape ``(n, ...)``; None for 2-D rows.
-
-    A 4-D array is read as one-channel clips ``(n, t, h, w)`` unless its last
-    axis looks like channels (1, 3 or 4 next to a larger image): then it is a
-    stack of images, which a video method cannot learn time from.
-    """
-    ndim = len(shape)
-    if ndim <= 2:  # rows (or 1-D input, which validation rejects with scikit-learn's message)
-        return None
-    if ndim == 4 and shape[3] in (1, 3, 4) and shape[2] > 4:
-        raise ValueError(
-            f"{owner} learns from clips, but X of shape {tuple(shape)} looks like a 4-D array of images "
-            f"(n, h, w, c). Pass clips as (n, t, h, w) or (n, t, h, w, c), or 2-D rows with video_shape."
-        )
-    if ndim not in (4, 5):
-        raise ValueError(
-            f"{owner} expects clips of shape (n, t, h, w) or (n, t, h, w, c), or 2-D rows with video_shape; "
-            f"got {ndim}-D input of shape {tuple(shape)}."
-        )
-    found = tuple(int(s) for s in shape[1:]) + ((1,) if ndim == 4 else ())
-    if video_shape is not None and as_thwc(video_shape) != found:
-        raise ValueError(f"{owner}: video_shape={tuple(video_shape)} does not match the clips in X, "
-                         f"{found} (t, h, w, c).")
-    return found

@@ -1,13 +1,20 @@
-"""Where training images come from: one interface for every kind of input.
+"""Where training images come from: one object for every kind of input.
 
-A source has a length, an image shape ``(h, w, c)`` and gives a batch of
-stored images by index: a ``(b, c, h, w)`` tensor, uint8 or float32 in the
-unit range (see :func:`skssl._images.unit_range`). Scaling to the unit range
-and standardisation happen on the device, in the estimator, so methods never
-know which source they train on.
+:func:`open_source` turns the input of one ``fit`` or ``transform`` call into
+a :class:`Source`, and the estimator then asks it rather than the input: it
+validates X, finds the sample shape (an image ``(h, w, c)``, or a clip
+``(t, h, w, c)``: an image with a time axis in front, see
+:class:`skssl._images.SampleLayout`), fits the value range that ``scale``
+maps to [0, 1], samples the images the input statistics are computed on,
+fingerprints the data for checkpoints, and gives a batch of stored samples
+by index: a ``(b, c, h, w)`` tensor (clips ``(b, t, c, h, w)``), uint8 or
+float32 in the unit range (see :func:`skssl._images.unit_range`).
+Standardisation and resizing happen on the device, in the estimator, so
+methods never know which source they train on.
 
 - :class:`TensorSource`: images already in memory as one tensor; batches are
   index slices and no DataLoader is involved (the fast path for arrays).
+  :class:`RowSource` is one made from validated rows of an array in memory.
 - :class:`ArraySource`: an array-like that is not in memory (``np.memmap``,
   an h5py dataset, ...); rows are read batch by batch, in sorted index order
   (h5py needs increasing indices) and put back in the requested order.
@@ -24,29 +31,55 @@ import os
 import signal
 import warnings
 
+import joblib
 import numpy as np
 import torch
 import torch.nn.functional as F
+from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._images import _scale, to_image_tensor
+from ._checkpoint import data_key
+from ._images import _scale, fit_scale, to_image_tensor
 
-# Images read to fit the input statistics of a streamed training set.
+# Images read to fit the value range and the input statistics of a streamed training set.
 STATS_SAMPLE = 10_000
 
 
-class TensorSource:
-    """Stored ``(n, c, h, w)`` images in one tensor (uint8 or unit-range float32)."""
+class Source:
+    """Samples of one shape and how to read them: what a fit or a transform asks about its input.
+
+    Attributes
+    ----------
+    sample_shape : tuple
+        One sample's shape: ``(h, w, c)``, or ``(t, h, w, c)`` for clips.
+    scale : tuple (low, high) or None
+        Input range mapped to [0, 1]; None until a fit has fitted it.
+    streaming : bool
+        True where batches are read from outside memory.
+    """
 
     streaming = False
 
-    def __init__(self, images):
-        self.images = images
-        # (h, w, c), or (t, h, w, c) for clips stored as (n, t, c, h, w)
-        self.image_shape = (*images.shape[1:-3], images.shape[-2], images.shape[-1], images.shape[-3])
-
     @property
     def shape(self):
-        return (len(self), math.prod(self.image_shape))
+        return (len(self), math.prod(self.sample_shape))
+
+    def statistics_sample(self):
+        """Stored samples the input statistics are computed on: a seeded sample of at most ~256 MB as float32."""
+        budget = max(64, (256 << 20) // (math.prod(self.sample_shape) * 4))
+        return self.batch(torch.from_numpy(sample_index(len(self), min(STATS_SAMPLE, budget))))
+
+    def data_key(self):
+        """Checkpoint fingerprint: the size and shape plus a hash of sampled stored samples."""
+        stored = self.batch(torch.from_numpy(sample_index(len(self), 64, seed=1)))
+        return joblib.hash((len(self), self.sample_shape, stored.numpy()))
+
+
+class TensorSource(Source):
+    """Stored ``(n, c, h, w)`` images (clips ``(n, t, c, h, w)``) in one tensor (uint8 or unit-range float32)."""
+
+    def __init__(self, images):
+        self.images = images
+        self.sample_shape = (*images.shape[1:-3], images.shape[-2], images.shape[-1], images.shape[-3])
 
     def __len__(self):
         return self.images.shape[0]
@@ -58,18 +91,58 @@ class TensorSource:
         for index in index_batches:
             yield index, self.images[index.to(self.images.device)]
 
+    def statistics_sample(self):
+        return self.images
+
     def nbytes(self):
         return self.images.element_size() * self.images.nelement()
 
 
-class _StreamingSource:
+class RowSource(TensorSource):
+    """Validated 2-D rows of an array in memory, stored as one tensor once ``scale`` is set.
+
+    Parameters
+    ----------
+    rows : ndarray of shape (n, features)
+        Validated rows.
+    sample_shape : tuple (h, w, c) or (t, h, w, c)
+        How each row is read (zero-padded when it is shorter).
+    scale : tuple (low, high) or None, default=None
+        Input range mapped to [0, 1].
+    """
+
+    def __init__(self, rows, sample_shape, scale=None):
+        self.rows, self.sample_shape, self.scale = rows, tuple(sample_shape), scale
+
+    @property
+    def scale(self):
+        return self._scale
+
+    @scale.setter
+    def scale(self, scale):
+        self._scale, self._images = (None if scale is None else tuple(scale)), None
+
+    @property
+    def images(self):
+        if self._images is None:
+            self._images = to_image_tensor(self.rows, self.sample_shape, self.scale)
+        return self._images
+
+    def __len__(self):
+        return self.rows.shape[0]
+
+    def value_range(self):
+        """The ``(low, high)`` that maps the rows to [0, 1]."""
+        return fit_scale(self.rows)
+
+    def data_key(self):
+        return data_key(self.rows)
+
+
+class _StreamingSource(Source):
     """Shared DataLoader plumbing of sources that read from outside memory."""
 
     streaming = True
-
-    @property
-    def shape(self):
-        return (len(self), math.prod(self.image_shape))
 
     def batches(self, index_batches, num_workers=0, pin_memory=False):
         index_batches = list(index_batches)
@@ -145,14 +218,15 @@ class ArraySource(_StreamingSource):
     ----------
     array : array-like of shape (n, features), (n, h, w) or (n, h, w, c)
         Anything with ``shape``, ``dtype`` and integer-array indexing.
-    image_shape : tuple (h, w, c)
+    sample_shape : tuple (h, w, c) or (t, h, w, c)
         How each row is read.
-    scale : tuple (low, high)
-        Input range mapped to [0, 1].
+    scale : tuple (low, high) or None
+        Input range mapped to [0, 1] (None until it is fitted).
     """
 
-    def __init__(self, array, image_shape, scale):
-        self.array, self.image_shape, self.scale = array, tuple(image_shape), tuple(scale)
+    def __init__(self, array, sample_shape, scale):
+        self.array, self.sample_shape = array, tuple(sample_shape)
+        self.scale = None if scale is None else tuple(scale)
 
     def __len__(self):
         return int(self.array.shape[0])
@@ -173,22 +247,29 @@ class ArraySource(_StreamingSource):
 
     def batch(self, index):
         index = index.numpy() if torch.is_tensor(index) else index
-        return to_image_tensor(self.rows(index), self.image_shape, self.scale)
+        return to_image_tensor(self.rows(index), self.sample_shape, self.scale)
+
+    def value_range(self):
+        """uint8 is (0, 255); floats: the range of a seeded sample of rows."""
+        if np.dtype(self.array.dtype) == np.uint8:
+            return (0.0, 255.0)
+        return fit_scale(self.rows(sample_index(len(self), STATS_SAMPLE)).astype(np.float64))
 
 
 class DatasetSource(_StreamingSource):
     """A torch Dataset of images (PIL, ``(c, h, w)`` tensors or ``(h, w, c)`` arrays), or of clips.
 
     Items may be ``(image, label)`` tuples; the label is ignored. Every image
-    is brought to ``image_shape`` (resized when ``resize`` is set, else it
-    must already have that size). With ``image_shape`` ``(t, h, w, c)`` the
+    is brought to ``sample_shape`` (resized when ``resize`` is set, else it
+    must already have that size). With ``sample_shape`` ``(t, h, w, c)`` the
     items are clips (``(t, c, h, w)`` tensors, ``(t, h, w[, c])`` arrays, or
     what a VideoFolder's ``read_clip`` gives), batched as ``(b, t, c, h, w)``.
     """
 
-    def __init__(self, dataset, image_shape, scale, resize=False):
-        self.dataset, self.image_shape, self.scale, self.resize = dataset, tuple(image_shape), tuple(scale), resize
-        self.clips = len(self.image_shape) == 4
+    def __init__(self, dataset, sample_shape, scale, resize=False):
+        self.dataset, self.sample_shape, self.resize = dataset, tuple(sample_shape), resize
+        self.scale = None if scale is None else tuple(scale)
+        self.clips = len(self.sample_shape) == 4
 
     def __len__(self):
         return len(self.dataset)
@@ -204,9 +285,21 @@ class DatasetSource(_StreamingSource):
         files = getattr(self.dataset, "files", None)
         return f"Item {i} of the dataset" + (f" (file {files[i]})" if files is not None else "")
 
+    def value_range(self):
+        """uint8 items are (0, 255); others the range of a seeded sample of raw items (any size, never clipped)."""
+        if self.item(0).dtype == torch.uint8:
+            return (0.0, 255.0)
+        low, high = math.inf, -math.inf
+        for i in sample_index(len(self), 1024):
+            x = self.item(int(i)).double()
+            if not torch.isfinite(x).all():
+                raise ValueError(f"Item {int(i)} of the dataset contains NaN or infinity.")
+            low, high = min(low, float(x.min())), max(high, float(x.max()))
+        return fit_scale(np.array([low, high]))
+
     def batch(self, index):
         index = index.tolist() if torch.is_tensor(index) else list(index)
-        *frames, h, w, c = self.image_shape
+        *frames, h, w, c = self.sample_shape
         images = [self.item(i, (h, w) if self.resize else None) for i in index]
         out = []
         for i, image in zip(index, images):
@@ -317,6 +410,102 @@ def is_streaming_input(X):
     except ImportError:  # pragma: no cover
         pass
     return all(hasattr(X, a) for a in ("shape", "dtype", "__getitem__")) and len(getattr(X, "shape", ())) >= 2
+
+
+def open_source(X, owner, layout, reset):
+    """``X`` validated as a :class:`Source` of samples that ``layout`` describes.
+
+    Arrays in memory go through scikit-learn's ``validate_data`` (sample
+    count, NaN, dtype, feature count and names, which it sets and checks on
+    ``owner``) and become a :class:`RowSource`; memmaps, h5py datasets and
+    torch Datasets are checked here without being read whole. At ``reset``
+    (fit) the sample shape is found in X and ``scale`` is left for the fit to
+    set (from :meth:`value_range` or a fitted model's); otherwise X must hold
+    samples of the owner's fitted shape and is read with its ``scale_``.
+
+    Parameters
+    ----------
+    X : array-like or torch Dataset
+        The input of ``fit`` or ``transform``.
+    owner : BaseSSL
+        The estimator: its ``n_features_in_``, feature names, fitted sample
+        shape and ``scale_``.
+    layout : skssl._images.SampleLayout
+        What one sample is (image or clip) and the shape parameters.
+    reset : bool
+        True in ``fit``.
+
+    Returns
+    -------
+    Source
+    """
+    if is_streaming_input(X):
+        return _open_streaming(X, owner, layout, reset)
+    if getattr(X, "ndim", None) is None and isinstance(X, (list, tuple)):
+        X = np.asarray(X)
+    raw = getattr(X, "shape", None)
+    if raw is not None and len(raw) > 2:  # not -1: zero rows cannot infer it, and validation should say "0 samples"
+        X = np.reshape(X, (raw[0], math.prod(raw[1:])))
+    if not reset:  # another sample shape than fitted is named as such, before the feature count
+        found = layout.in_array(raw)
+        if found is not None:
+            layout.check_fitted(found, owner._sample_shape, owner.n_features_in_)
+    # scikit-learn's checks (sample count, NaN, dtype, feature count) come first at fit, on flat rows.
+    X = validate_data(owner, X, reset=reset, dtype="numeric", ensure_min_samples=2 if reset else 1)
+    if not reset:
+        return RowSource(X, owner._sample_shape, owner.scale_)
+    shape = layout.in_array(raw) or layout.of_rows(X.shape[1])
+    layout.check_trainable(shape)
+    return RowSource(X, shape)
+
+
+def _open_streaming(X, owner, layout, reset):
+    name = layout.owner
+    n = len(X) if is_dataset(X) else int(X.shape[0])
+    if n < (2 if reset else 1):
+        raise ValueError(f"Found array with {n} sample(s) (shape={getattr(X, 'shape', (n,))}) while a minimum of "
+                         f"{2 if reset else 1} is required by {name}.")
+    if is_dataset(X):
+        shape = _dataset_sample_shape(X, layout)
+        n_features = math.prod(shape)
+    else:
+        dtype = np.dtype(X.dtype)
+        if dtype.kind not in "uif":
+            raise ValueError(f"{name} expects numeric {layout.kind}; the array has dtype {dtype}.")
+        shape = layout.in_array(X.shape)
+        n_features = int(math.prod(X.shape[1:]))
+        if shape is None:  # 2-D rows
+            if not reset and hasattr(owner, "n_features_in_") and n_features != owner.n_features_in_:
+                raise ValueError(f"X has {n_features} features, but {name} is expecting {owner.n_features_in_} "
+                                 "features as input.")
+            shape = layout.of_rows(n_features) if reset else owner._sample_shape
+    if reset:
+        validate_data(owner, X, reset=True, skip_check_array=True)  # clears feature names
+        owner.n_features_in_ = n_features
+        layout.check_trainable(shape)
+        scale = None
+    else:
+        check_is_fitted(owner)
+        layout.check_fitted(shape, owner._sample_shape, owner.n_features_in_)
+        scale = owner.scale_
+    if is_dataset(X):
+        return DatasetSource(X, shape, scale, resize=layout.image_size is not None)
+    return ArraySource(X, shape, scale)
+
+
+def _dataset_sample_shape(dataset, layout):
+    """Sample shape of a Dataset: its declared ``image_shape``/``video_shape``, else its first item's."""
+    other, hint = (("read_image", "open clips with skssl.datasets.load_video_folder") if layout.time else
+                   ("read_clip", "train a video method (skssl.VIDEO_ESTIMATORS) on it"))
+    if callable(getattr(dataset, other, None)):
+        others = "images" if layout.time else "clips"
+        raise ValueError(f"{layout.owner} learns from {layout.kind}, but X is a {type(dataset).__name__} of "
+                         f"{others}; {hint}.")
+    shape = getattr(dataset, layout.parameter, None)
+    if shape is None:
+        first = item_to_tensor(dataset[0], clip=layout.time)
+        shape = (*first.shape[:-3], first.shape[-2], first.shape[-1], first.shape[-3])
+    return layout.of_dataset(shape)
 
 
 def sample_index(n, size, seed=0):

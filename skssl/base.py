@@ -37,9 +37,8 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import nn
 
 from . import _checkpoint, _distributed
-from ._images import fit_scale, image_shape_of, resize_to, resolve_image_shape, to_image_tensor, unit_range
-from ._sources import (STATS_SAMPLE, ArraySource, DatasetSource, TensorSource, is_dataset, is_streaming_input,
-                       item_to_tensor, resolve_num_workers, sample_index)
+from ._images import SampleLayout, resize_to, unit_range
+from ._sources import TensorSource, open_source, resolve_num_workers
 from ._training import LOOP_NAMES, TrainingLoop
 from .augment import Augment
 from .backbones import BACKBONES, build_backbone
@@ -386,123 +385,50 @@ class BaseSSL(ClassNamePrefixFeaturesOutMixin, TransformerMixin, TrainingLoop, B
         return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
 
     # ------------------------------------------------------------------ input
-    # One path for every input, images and clips alike: arrays in memory are
-    # flattened for scikit-learn's validation with their sample shape kept;
-    # memmaps, h5py datasets and Datasets become a source. What one sample is
-    # comes from four hooks (image here; the video methods add a time axis).
-    _sample_kind = ("images", "(h, w, c)")
-
+    # One path for every input, images and clips alike: X becomes a source
+    # (skssl._sources.open_source) that owns its validation, sample shape,
+    # scaling, statistics sample and batches. What one sample is comes from
+    # one hook, ``_sample_layout`` (an image here; video methods add a time axis).
     def _check_input(self, X, reset):
-        """Validate X; return flat rows (arrays in memory) or a source (everything else).
+        """Validate X and return it as a source (:func:`skssl._sources.open_source`).
 
         On ``reset`` also fix the sample shape (``image_shape_``; clips add
         ``video_shape_``). Arrays in memory go through scikit-learn's
         ``validate_data``; memmaps, h5py datasets and torch Datasets are
-        checked here without reading them whole.
+        checked without reading them whole.
         """
         self._check_input_params()
-        if is_streaming_input(X):
-            return self._check_source(X, reset)
-        if getattr(X, "ndim", None) is None and isinstance(X, (list, tuple)):
-            X = np.asarray(X)
-        raw = getattr(X, "shape", None)
-        if raw is not None and len(raw) > 2:  # not -1: zero rows cannot infer it, and validation should say "0 samples"
-            X = np.reshape(X, (raw[0], math.prod(raw[1:])))
-        if not reset:  # another sample shape than fitted is named as such, before the feature count
-            self._check_sample_shape(self._array_sample_shape(raw))
-        # scikit-learn's checks (sample count, NaN, dtype, feature count) come first at fit, on flat rows.
-        X = validate_data(self, X, reset=reset, dtype="numeric", ensure_min_samples=2 if reset else 1)
+        source = open_source(X, self, self._sample_layout(), reset)
         if reset:
-            self._set_sample_shape(self._array_sample_shape(raw) or self._row_sample_shape(X.shape[1]))
-        return X
-
-    def _check_source(self, X, reset):
-        name = type(self).__name__
-        n = len(X) if is_dataset(X) else int(X.shape[0])
-        if n < (2 if reset else 1):
-            raise ValueError(f"Found array with {n} sample(s) (shape={getattr(X, 'shape', (n,))}) while a minimum of "
-                             f"{2 if reset else 1} is required by {name}.")
-        if is_dataset(X):
-            shape = self._dataset_sample_shape(X)
-            n_features = math.prod(shape)
-        else:
-            dtype = np.dtype(X.dtype)
-            if dtype.kind not in "uif":
-                raise ValueError(f"{name} expects numeric {self._sample_kind[0]}; the array has dtype {dtype}.")
-            shape = self._array_sample_shape(X.shape)
-            n_features = int(math.prod(X.shape[1:]))
-            if shape is None:  # 2-D rows
-                if not reset and hasattr(self, "n_features_in_") and n_features != self.n_features_in_:
-                    raise ValueError(f"X has {n_features} features, but {name} is expecting {self.n_features_in_} "
-                                     "features as input.")
-                shape = self._row_sample_shape(n_features) if reset else self._sample_shape
-        if reset:
-            validate_data(self, X, reset=True, skip_check_array=True)  # clears feature names
-            self.n_features_in_ = n_features
-            self._set_sample_shape(shape)
-        else:
-            check_is_fitted(self)
-            self._check_sample_shape(shape)
-        scale = getattr(self, "scale_", (0.0, 255.0))
-        if is_dataset(X):
-            return DatasetSource(X, self._sample_shape, scale, resize=self.image_size is not None)
-        return ArraySource(X, self._sample_shape, scale)
+            self._set_sample_shape(source.sample_shape)
+        return source
 
     def _check_input_params(self):
         """Refuse parameters that cannot read any input (before the input is looked at)."""
 
-    def _array_sample_shape(self, shape):
-        """One sample's shape in an array of shape ``(n, ...)``; None for 2-D rows (read by ``_row_sample_shape``)."""
-        return image_shape_of(shape, self.image_shape, type(self).__name__)
-
-    def _row_sample_shape(self, n_features):
-        """The shape rows of ``n_features`` values are read as."""
-        return resolve_image_shape(self.image_shape, n_features, type(self).__name__)
+    def _sample_layout(self):
+        """What one sample is: an image, its rows read with ``image_shape``."""
+        return SampleLayout(type(self).__name__, self.image_shape, image_size=self._image_size())
 
     def _set_sample_shape(self, shape):
-        self.image_shape_ = shape
+        self.image_shape_ = shape[-3:]
+        if self._sample_layout().time:
+            self.video_shape_ = shape
 
-    def _check_sample_shape(self, shape):
-        """At transform time: samples of another shape than those fitted are refused (None: rows, not checked)."""
-        if shape is not None and shape != self._sample_shape:
-            kind, axes = self._sample_kind
-            raise ValueError(f"X holds {kind} of shape {shape} {axes} but {type(self).__name__} was fitted on "
-                             f"{self._sample_shape} (expecting {self.n_features_in_} features as input).")
-
-    def _dataset_sample_shape(self, dataset):
-        """Image shape of a Dataset's items: its first item's, or ``image_size`` with its channels."""
-        if callable(getattr(dataset, "read_clip", None)):
-            raise ValueError(f"{type(self).__name__} learns from images, but X is a {type(dataset).__name__} of clips; "
-                             "train a video method (skssl.VIDEO_ESTIMATORS) on it.")
-        shape = getattr(dataset, "image_shape", None)
-        if shape is None:
-            first = item_to_tensor(dataset[0])
-            shape = (int(first.shape[1]), int(first.shape[2]), int(first.shape[0]))
-        if self.image_size is not None:
-            shape = (*self._image_size(), shape[2])
-        return tuple(shape)
+    @property
+    def _sample_shape(self):
+        """Shape of one stored sample: ``image_shape_``, or ``video_shape_`` where samples are clips."""
+        return self.video_shape_ if self._sample_layout().time else self.image_shape_
 
     def _image_size(self):
+        """``image_size`` as ``(h, w)``; None when unset."""
         size = self.image_size
+        if size is None:
+            return None
         size = (size, size) if isinstance(size, Integral) else tuple(size)
         if len(size) != 2 or not all(isinstance(s, Integral) and s >= 1 for s in size):
             raise ValueError(f"image_size must be a positive int or (h, w); got {self.image_size!r}.")
         return tuple(int(s) for s in size)
-
-    @property
-    def _sample_shape(self):
-        """Shape of one stored sample: ``image_shape_``; video methods add a time axis in front."""
-        return self.image_shape_
-
-    def _images(self, X):
-        return to_image_tensor(X, self._sample_shape, self.scale_)
-
-    def _source(self, X):
-        """The source of validated input: one tensor for arrays in memory, else X itself."""
-        if isinstance(X, np.ndarray) or not hasattr(X, "batches"):
-            return TensorSource(self._images(X))
-        X.scale = self.scale_
-        return X
 
     def _prepare(self, batch, device):
         """A stored batch -> unit-range float images on ``device`` at working size.
@@ -594,13 +520,12 @@ class BaseSSL(ClassNamePrefixFeaturesOutMixin, TransformerMixin, TrainingLoop, B
         """
         warm = self.warm_start and hasattr(self, "networks_")
         shape_before = getattr(self, "image_shape_", None)
-        X = self._check_input(X, reset=True)
+        source = self._check_input(X, reset=True)
         if warm and self.image_shape_ != shape_before:
             raise ValueError(f"warm_start=True but X has image shape {self.image_shape_}, the model was fitted on {shape_before}.")
-        streaming = not isinstance(X, np.ndarray)
         if not warm:
-            self.scale_ = self._fit_scale(X) if streaming else fit_scale(X)
-        source = self._source(X)
+            self.scale_ = self._fit_scale(source)
+        source.scale = self.scale_
         device = self._device()
         self._rank, self._world = _distributed.init(device)
         # Rank 0's seed for every process: with random_state=None each would draw its own, and
@@ -608,7 +533,7 @@ class BaseSSL(ClassNamePrefixFeaturesOutMixin, TransformerMixin, TrainingLoop, B
         seed = _distributed.broadcast_object(int(check_random_state(self.random_state).randint(2**31 - 1)))
         checkpoint = None
         if self.checkpoint_dir is not None:
-            self._data_key = _checkpoint.data_key(X) if not streaming else self._sampled_data_key(source)
+            self._data_key = source.data_key()
             checkpoint = _checkpoint.checkpoint_path(self, self._data_key)
         self._num_workers = resolve_num_workers(self.num_workers, source)
         cuda = [device] if device.type == "cuda" else []
@@ -621,7 +546,7 @@ class BaseSSL(ClassNamePrefixFeaturesOutMixin, TransformerMixin, TrainingLoop, B
                 torch.cuda.manual_seed(seed)
             self._n_train = len(source)
             if not warm:
-                self._initialise(self._statistics_sample(source))
+                self._initialise(source.statistics_sample())
                 self.history_ = []
             self.augment_ = getattr(self, "augment", None) or self._default_augment(self._working_size(), self.image_shape_[2])
             # Each process draws its own augmentations; decisions every process
@@ -643,49 +568,16 @@ class BaseSSL(ClassNamePrefixFeaturesOutMixin, TransformerMixin, TrainingLoop, B
         self._n_features_out = self.embedding_dim_
         return self
 
-    def _statistics_sample(self, source):
-        """Images the input statistics are computed on: all of them in memory, a seeded sample otherwise."""
-        if not source.streaming:
-            return source.images
-        budget = max(64, (256 << 20) // (math.prod(source.image_shape) * 4))  # at most ~256 MB as float32
-        return source.batch(torch.from_numpy(sample_index(len(source), min(STATS_SAMPLE, budget))))
-
     def _fit_scale(self, source):
-        """``scale_`` of streamed input: uint8 is (0, 255); floats from a seeded sample of rows."""
-        if isinstance(source, ArraySource):
-            if np.dtype(source.array.dtype) == np.uint8:
-                return (0.0, 255.0)
-            return fit_scale(source.rows(sample_index(len(source), STATS_SAMPLE)).astype(np.float64))
-        if source.item(0).dtype == torch.uint8:
-            return (0.0, 255.0)
-        # The range of the raw items (any size, never clipped): min and max of a seeded sample.
-        low, high = math.inf, -math.inf
-        for i in sample_index(len(source), 1024):
-            x = source.item(int(i)).double()
-            if not torch.isfinite(x).all():
-                raise ValueError(f"Item {int(i)} of the dataset contains NaN or infinity.")
-            low, high = min(low, float(x.min())), max(high, float(x.max()))
-        return fit_scale(np.array([low, high]))
-
-    @staticmethod
-    def _sampled_data_key(source):
-        """Checkpoint fingerprint of streamed data: its size and shape plus a hash of sampled rows."""
-        import joblib
-
-        rows = source.batch(torch.from_numpy(sample_index(len(source), 64, seed=1)))
-        return joblib.hash((len(source), source.image_shape, rows.numpy()))
+        """``scale_`` of the training input: the source's value range."""
+        return source.value_range()
 
     # ------------------------------------------------------------ inference
-    def _map_batches(self, X, fn, batch_size=None):
-        """Apply ``fn(unit_images) -> tensor`` over validated input X in eval mode; numpy out."""
-        return self._map_images(self._source(X), fn, batch_size)
-
-    def _map_images(self, images, fn, batch_size=None):
-        """Apply ``fn(unit_images) -> tensor`` over stored images or a source in eval mode; numpy out.
+    def _map_batches(self, source, fn, batch_size=None):
+        """Apply ``fn(unit_images) -> tensor`` over a source (validated input, the training set) in eval mode; numpy out.
 
         Running out of memory halves the batch size (down to one image).
         """
-        source = images if hasattr(images, "batches") else TensorSource(images)
         device = self._device()
         self.networks_.to(device).eval()
         batch_size = batch_size or self.batch_size
@@ -714,6 +606,10 @@ class BaseSSL(ClassNamePrefixFeaturesOutMixin, TransformerMixin, TrainingLoop, B
                 if device.type == "cuda":
                     torch.cuda.empty_cache()
 
+    def _map_images(self, images, fn, batch_size=None):
+        """:meth:`_map_batches` over stored images: a source, or a tensor of images (or clips)."""
+        return self._map_batches(images if hasattr(images, "batches") else TensorSource(images), fn, batch_size)
+
     def transform(self, X):
         """Embed images with the trained backbone.
 
@@ -732,9 +628,9 @@ class BaseSSL(ClassNamePrefixFeaturesOutMixin, TransformerMixin, TrainingLoop, B
             every process must call ``transform`` (not only rank 0).
         """
         check_is_fitted(self, "networks_")
-        X = self._check_input(X, reset=False)
+        source = self._check_input(X, reset=False)
         _distributed.init(self._device())
-        return self._map_batches(X, lambda x: self._encode(x, self.stage)).astype(np.float32, copy=False)
+        return self._map_batches(source, lambda x: self._encode(x, self.stage)).astype(np.float32, copy=False)
 
     # ---------------------------------------------------------- persistence
     def save(self, path):

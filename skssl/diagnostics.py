@@ -323,8 +323,7 @@ def pretext_loss(estimator, X, *, batch_size=None, random_state=0):
     if getattr(estimator, "shuffle_pretext_targets", False):
         raise ValueError(f"{name} trained on random targets, one per training image "
                          "(shuffle_pretext_targets=True), so its pretext loss is not defined on other images.")
-    X = estimator._check_input(X, reset=False)
-    source = estimator._source(X)
+    source = estimator._check_input(X, reset=False)
     device = estimator._device()
     n = len(source)
     batch_size = min(batch_size or estimator.batch_size, n)

@@ -264,14 +264,15 @@ def plot_history(estimator, *, metrics=None, ncols=4):
 
 def _unit_images(source, X, image_shape):
     """Images as ``(n, c, h, w)`` unit-range float tensors at the size the method trains on."""
-    from ._images import flatten_images, fit_scale, resize_to, resolve_image_shape, to_image_tensor, unit_range
+    from ._images import SampleLayout, fit_scale, resize_to, to_image_tensor, unit_range
 
     if hasattr(source, "networks_"):
-        rows = source._check_input(X, reset=False)
-        return source._prepare(source._images(rows), torch.device("cpu"))
-    rows, shape = flatten_images(X, image_shape, "plot_augmentations")
-    rows = np.asarray(rows)
-    shape = shape or resolve_image_shape(image_shape, rows.shape[1], "plot_augmentations")
+        stored = source._check_input(X, reset=False)
+        return source._prepare(stored.batch(torch.arange(len(stored))), torch.device("cpu"))
+    X = np.asarray(X)
+    layout = SampleLayout("plot_augmentations", image_shape)
+    rows = X.reshape(X.shape[0], math.prod(X.shape[1:])) if X.ndim > 2 else X
+    shape = layout.in_array(X.shape) or layout.of_rows(rows.shape[1])
     x = unit_range(to_image_tensor(rows, shape, fit_scale(rows)))
     return resize_to(x, getattr(source, "_min_image_size", 1))
 

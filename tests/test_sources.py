@@ -13,7 +13,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from skssl import RotationSSL, SimCLR
-from skssl._sources import is_streaming_input
+from skssl._images import SampleLayout
+from skssl._sources import is_streaming_input, open_source
 from skssl.backbones import build_backbone
 from skssl.datasets import ImageFolder, load_digits_images, load_image_folder
 
@@ -254,3 +255,31 @@ def test_loader_workers_leave_ctrl_c_to_the_training_process():
             "os.kill(os.getpid(), signal.SIGINT)\ntime.sleep(0.2)\nprint('alive')")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.stdout.strip() == "alive", done.stderr
+
+
+def test_a_clip_layout_is_the_image_layout_with_a_time_axis_in_front():
+    images, clips = SampleLayout("Est"), SampleLayout("Est", frames=(3, "n_frames=3"))
+    assert images.in_array((5, 8, 6)) == (8, 6, 1) and clips.in_array((5, 4, 8, 6)) == (4, *images.in_array((5, 8, 6)))
+    assert images.in_array((5, 8, 6, 3)) == (8, 6, 3) and clips.in_array((5, 4, 8, 6, 3)) == (4, 8, 6, 3)
+    for n_features in (64, 75, 50):  # a square, three times a square, neither (padded)
+        assert clips.of_rows(3 * n_features) == (3, *images.of_rows(n_features))
+    assert images.in_array((5, 64)) is None and clips.in_array((5, 64)) is None  # rows: read by of_rows
+    with pytest.raises(ValueError, match="needs clips of at least 3 frames with these parameters .n_frames=3."):
+        clips.check_trainable((2, 8, 8, 1))
+    with pytest.raises(ValueError, match=r"video_shape must be \(t, h, w\) or \(t, h, w, c\)"):
+        SampleLayout("Est", (8, 8), frames=(1, "")).of_rows(64)
+
+
+def test_one_source_gives_the_same_shape_scale_and_statistics_for_an_array_and_its_memmap(digits, tmp_path):
+    X = digits[0][:40].astype(np.float32) / 3
+    mm = np.lib.format.open_memmap(tmp_path / "f.npy", mode="w+", dtype=np.float32, shape=X.shape)
+    mm[:] = X
+    est = RotationSSL()
+    in_memory = open_source(X, est, SampleLayout("RotationSSL"), reset=True)
+    streamed = open_source(mm, est, SampleLayout("RotationSSL"), reset=True)
+    assert not in_memory.streaming and streamed.streaming
+    assert in_memory.sample_shape == streamed.sample_shape == (8, 8, 1)
+    assert in_memory.value_range() == streamed.value_range() == (0.0, float(X.max()))
+    in_memory.scale = streamed.scale = in_memory.value_range()
+    np.testing.assert_array_equal(in_memory.statistics_sample(), streamed.statistics_sample())
+    assert in_memory.data_key() != open_source(X[::-1], est, SampleLayout("RotationSSL"), reset=True).data_key()

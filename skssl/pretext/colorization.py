@@ -118,8 +118,7 @@ class ColorizationSSL(BaseSSL):
         if reset:
             self.image_shape_ = colour_image_shape(self.image_shape_, self.n_features_in_, ndim, type(self).__name__,
                                                    inferred=self.image_shape is None)
-            if hasattr(X, "image_shape"):  # a streamed source reads rows at the padded shape
-                X.image_shape = self.image_shape_
+            X.sample_shape = self.image_shape_  # rows are read at the padded shape
         return X
 
     def _initialise(self, images):

@@ -105,13 +105,11 @@ class ClassifierNetwork(BaseSSL):
         for p in frozen.parameters():
             p.requires_grad_(False)
 
-    def _source(self, X):
+    def _fit_scale(self, source):
         # The backbone was pretrained on the reference's scaling of the pixels;
         # a labelled subset of float images may span another range.
         reference = getattr(self, "_reference", None)
-        if reference is not None and "scale_" in vars(self):
-            self.scale_ = tuple(reference.scale_)
-        return super()._source(X)
+        return super()._fit_scale(source) if reference is None else tuple(reference.scale_)
 
     def _make_optimizer(self, params):
         optimizer = super()._make_optimizer(params)

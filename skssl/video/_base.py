@@ -8,8 +8,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from .. import _distributed
-from .._images import as_thwc, clip_shape, resolve_video_shape
-from .._sources import item_to_tensor
+from .._images import SampleLayout
 from ..base import BaseSSL
 
 VIDEO_DOC = """frame_stride : int, default=1
@@ -57,49 +56,17 @@ class VideoSSL(BaseSSL):
     def _span_reason(self):
         return f"n_frames={self.n_frames}, frame_stride={self.frame_stride}"
 
-    @property
-    def _sample_shape(self):
-        return self.video_shape_
-
     # ------------------------------------------------------------------- input
-    # BaseSSL validates every input; a clip is an image with a time axis in front.
-    _sample_kind = ("clips", "(t, h, w, c)")
-
+    # BaseSSL reads every input; a clip is an image with a time axis in front.
     def _check_input_params(self):
         if self.image_shape is not None:
             raise ValueError(f"{type(self).__name__} reads clips: set video_shape=(t, h, w[, c]), not image_shape="
                              f"{self.image_shape!r} (which applies to image methods).")
 
-    def _array_sample_shape(self, shape):
-        return None if shape is None else clip_shape(shape, self.video_shape, type(self).__name__)
-
-    def _row_sample_shape(self, n_features):
-        return resolve_video_shape(self.video_shape, n_features, self._span(), type(self).__name__)
-
-    def _set_sample_shape(self, shape):
-        if shape[0] < self._span():
-            raise ValueError(
-                f"{type(self).__name__} needs clips of at least {self._span()} frames with these parameters "
-                f"({self._span_reason()}); the clips in X have {shape[0]}.")
-        self.video_shape_, self.image_shape_ = shape, shape[1:]
-
-    def _dataset_sample_shape(self, dataset):
-        """Clip shape of a Dataset of clips: a VideoFolder's ``video_shape``, or its first item's."""
-        name = type(self).__name__
-        shape = getattr(dataset, "video_shape", None)
-        if shape is None:
-            if callable(getattr(dataset, "read_image", None)):
-                raise ValueError(f"{name} learns from clips, but X is a {type(dataset).__name__} of images; open "
-                                 "clips with skssl.datasets.load_video_folder.")
-            first = item_to_tensor(dataset[0], clip=True)
-            shape = (first.shape[0], first.shape[2], first.shape[3], first.shape[1])
-        shape = tuple(int(s) for s in shape)
-        if self.image_size is not None:
-            shape = (shape[0], *self._image_size(), shape[3])
-        if self.video_shape is not None and as_thwc(self.video_shape) != shape:
-            raise ValueError(f"{name}: video_shape={tuple(self.video_shape)} does not match the clips of the "
-                             f"dataset, {shape} (t, h, w, c).")
-        return shape
+    def _sample_layout(self):
+        """A clip of at least the frames the method samples, its rows read with ``video_shape``."""
+        return SampleLayout(type(self).__name__, self.video_shape, frames=(self._span(), self._span_reason()),
+                            image_size=self._image_size())
 
     # ------------------------------------------------------------------ frames
     def _frame_index(self, n_clips, n_frames, span=None, start_weights=None):
@@ -146,9 +113,9 @@ class VideoSSL(BaseSSL):
     # --------------------------------------------------------------- inference
     def _embed_clips(self, X, fn):
         check_is_fitted(self, "networks_")
-        X = self._check_input(X, reset=False)
+        source = self._check_input(X, reset=False)
         _distributed.init(self._device())
-        return self._map_batches(X, fn).astype(np.float32, copy=False)
+        return self._map_batches(source, fn).astype(np.float32, copy=False)
 
     def transform(self, X):
         """One embedding per video: frame embeddings pooled over time (``pooling``).
@@ -183,9 +150,9 @@ class VideoSSL(BaseSSL):
     def _score_batches(self, X, fn, batch_size=None, seed=0):
         """``fn`` over validated clips with a fixed generator: a pretext score that does not vary between calls."""
         check_is_fitted(self, "networks_")
-        X = self._check_input(X, reset=False)
+        source = self._check_input(X, reset=False)
         self._generator = torch.Generator(device=self._device()).manual_seed(seed)
         try:
-            return self._map_batches(X, fn, batch_size)
+            return self._map_batches(source, fn, batch_size)
         finally:
             del self._generator

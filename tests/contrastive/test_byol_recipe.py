@@ -31,7 +31,7 @@ def test_target_projections_share_no_common_direction():
     est = BYOL(max_epochs=2, batch_size=64, random_state=0).fit(X_DIGITS[:256])
     nets = est.networks_
     nets.train()  # as during training: batch statistics
-    x = est._prepare(est._images(est._check_input(X_DIGITS[:128].reshape(128, -1), reset=False)), torch.device("cpu"))
+    x = est._prepare(est._check_input(X_DIGITS[:128].reshape(128, -1), reset=False).images, torch.device("cpu"))
     with torch.no_grad():
         z = nets["target_projector"](nets["target_backbone"](est._standardize(x)))
         online = nets["projector"](est._encode(x))
