@@ -67,6 +67,49 @@ def test_moving_images_say_which_clips_bounce():
     assert make_moving_images(50, 200, 32, random_state=0).bounced.all()
 
 
+def _centres(clips):
+    frames = clips.astype(np.float64)
+    side = frames.shape[-1]
+    rows, cols = np.arange(side)[:, None], np.arange(side)[None, :]
+    mass = frames.sum(axis=(2, 3))
+    return np.stack([(frames * rows).sum(axis=(2, 3)) / mass, (frames * cols).sum(axis=(2, 3)) / mass], -1)
+
+
+def _octant(moved):
+    return np.round(np.arctan2(-moved[..., 0], moved[..., 1]) / (math.pi / 4)).astype(int) % 8
+
+
+def test_moving_images_label_the_direction_at_every_frame():
+    data = make_moving_images(400, 12, 32, random_state=0)
+    assert data.directions.shape == (400, 12)
+    np.testing.assert_array_equal(data.directions[:, 0], data.direction)
+    # Over two steps with no reflection in between the object moves the way its frame's label says
+    # (one step is too short for the octant of a 1 px/frame diagonal, rounded to whole pixels).
+    moved = _octant(_centres(data.clips)[:, 2:] - _centres(data.clips)[:, :-2])
+    now = data.directions[:, :-2]
+    straight = (data.directions[:, 1:-1] == now) & (data.directions[:, 2:] == now)
+    assert (moved == now)[straight].mean() > 0.99
+    assert (moved == data.direction[:, None])[straight].mean() < 0.8  # the initial direction does not say it
+
+
+def test_moving_images_without_bounce_cross_the_canvas_in_one_direction():
+    data = make_moving_images(400, 10, 32, bounce=False, random_state=0)
+    assert not data.bounced.any()
+    np.testing.assert_array_equal(data.directions, np.repeat(data.direction[:, None], 10, axis=1))
+    centre = _centres(data.clips)
+    assert (_octant(centre[:, -1] - centre[:, 0]) == data.direction).all()
+    # The object stays whole, and the starts still reach every part of the canvas.
+    mass = data.clips.reshape(400, 10, -1).astype(np.int64).sum(-1)
+    np.testing.assert_array_equal(mass, np.repeat(mass[:, :1], 10, axis=1))
+    assert centre[..., 0].min() < 7 and centre[..., 0].max() > 24
+    bouncing = make_moving_images(400, 10, 32, random_state=0)
+    assert bouncing.bounced.mean() > 0.5
+    with pytest.raises(ValueError, match="bounce=False needs room .* travels 22 px.* has 20 px"):
+        make_moving_images(4, 12, 32, bounce=False)
+    with pytest.raises(ValueError, match="bounce must be True or False"):
+        make_moving_images(4, 4, 32, bounce="no")
+
+
 def test_moving_images_stay_on_the_canvas_and_keep_two_objects():
     one = make_moving_images(20, 30, 16, speeds=(3.0,), random_state=1).clips
     # Bouncing keeps the object whole on the canvas: its mass never changes.
