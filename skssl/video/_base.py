@@ -137,8 +137,8 @@ class VideoSSL(BaseSSL):
         Global pooling keeps what is in a frame but not where; a head that
         must compare positions (frame order on moving objects) reads this
         instead. Tokens ``(n, l, d)`` (a ViT's) are pooled in their raster
-        order into ``grid**2`` runs; a backbone that gives vectors has no
-        layout to keep and gives its vectors.
+        order into ``grid**2`` runs (a leading class token joins the first);
+        a backbone that gives vectors has no layout to keep and gives them.
         """
         frames = clips.flatten(0, 1)
         if frames.device.type == "cuda":

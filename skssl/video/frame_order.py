@@ -20,10 +20,12 @@ class FrameOrderSSL(VideoSSL):
     with probability proportional to the window's frame-difference energy,
     as the paper samples high-motion windows), four frames ``a < b < c < d``
     are drawn. The tuple ``(a, b, c)`` is in order; ``(b, a, d)`` and
-    ``(d, a, b)`` are not. A shared backbone embeds each frame, the three
-    features are concatenated and a binary classifier says "in order" or
-    "shuffled". Every clip of a batch gives one ordered tuple and one
-    shuffled tuple (either kind, at random), so the classes are balanced.
+    ``(d, a, b)`` are not. A shared backbone embeds each frame, keeping a
+    coarse spatial layout (``grid``) as the paper's trunk keeps it up to
+    fc7, the three features are concatenated and a binary classifier says
+    "in order" or "shuffled". Every clip of a batch gives one ordered tuple
+    and one shuffled tuple (either kind, at random), so the classes are
+    balanced.
 
     Parameters
     ----------
@@ -55,7 +57,8 @@ class FrameOrderSSL(VideoSSL):
     """
 
     _params = {"n_frames": 8, "grid": 4, "max_epochs": 20, "batch_size": 64}
-    _parameter_constraints = {**VideoSSL._parameter_constraints, "n_frames": [Interval(Integral, 4, None, closed="left")],
+    _parameter_constraints = {**VideoSSL._parameter_constraints,
+                              "n_frames": [Interval(Integral, 4, None, closed="left")],
                               "grid": [Interval(Integral, 1, None, closed="left")]}
     _pretext_score_is_accuracy = True
 

@@ -276,7 +276,8 @@ def test_temporal_methods_learn_what_moves(cls, params, moving):
     assert learned >= 0.22
 
 
-@pytest.mark.parametrize("cls", [FrameOrderSSL, TemporalClassificationSSL, PredictiveCodingSSL], ids=lambda c: c.__name__)
+@pytest.mark.parametrize("cls", [FrameOrderSSL, TemporalClassificationSSL, PredictiveCodingSSL],
+                         ids=lambda c: c.__name__)
 def test_saved_video_model_loads_with_its_heads_and_embeds_the_same(cls, clips, tmp_path):
     import skssl
 
