@@ -29,6 +29,10 @@ held out. Reported per method:
 warm-up epoch, then a timed training epoch and a timed ``transform`` over
 the same clips (clips per second), written to ``video_throughput_cpu.json``.
 
+Ablations: FrameOrderSSL with ``grid=1`` (its order head on globally
+pooled frames, the first version) and with three times the epochs;
+PredictiveCodingSSL with ``negatives="clips"``.
+
 Baselines: SimCLR trained on single frames (two per training clip) and an
 untrained backbone (RandomInit), their frame embeddings pooled the same way.
 Every network is the same small CNN (width 16), built from one seed.
