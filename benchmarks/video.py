@@ -16,11 +16,22 @@ held out. Reported per method:
   never reflects off a wall (``bounced`` is False): the label is the
   *initial* direction, which a bounce changes for the rest of the clip
   (at 32 px, 12 frames, about three clips in four bounce);
+- the direction probe and frame-order score on a second set of clips made
+  with ``bounce=False`` (``--free-train`` probe-training and ``--free-test``
+  held-out clips, another seed; the same embeddings, trained on the bouncing
+  clips), where every clip moves one way from start to end, so the label
+  is the direction of the whole clip; their fastest speed is the fastest
+  that crosses the canvas without a wall in ``--frames`` frames (1.8 px per
+  frame at 32 px and 12 frames, against 2 in training);
 - fit seconds and clips per second of training.
 
 ``--throughput`` instead times every video method alone: one untimed
 warm-up epoch, then a timed training epoch and a timed ``transform`` over
 the same clips (clips per second), written to ``video_throughput_cpu.json``.
+
+Ablations: FrameOrderSSL with ``grid=1`` (its order head on globally
+pooled frames, the first version) and with three times the epochs;
+PredictiveCodingSSL with ``negatives="clips"``.
 
 Baselines: SimCLR trained on single frames (two per training clip) and an
 untrained backbone (RandomInit), their frame embeddings pooled the same way.
@@ -32,7 +43,9 @@ Every network is the same small CNN (width 16), built from one seed.
 
 import argparse
 import json
+import math
 import os
+import sys
 import platform
 import time
 
@@ -83,6 +96,8 @@ def main():
     parser.add_argument("--size", type=int, default=32)
     parser.add_argument("--width", type=int, default=16, help="small CNN width")
     parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--free-train", type=int, default=1000, help="bounce-free probe-training clips")
+    parser.add_argument("--free-test", type=int, default=500, help="bounce-free held-out clips")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--methods", nargs="*", default=None)
     parser.add_argument("--out", default=None)
@@ -95,8 +110,17 @@ def main():
 
     data = make_moving_images(args.train + args.test, args.frames, args.size, random_state=0)
     clips, train, test = data.clips, slice(0, args.train), slice(args.train, None)
+    room = args.size - args.size * 3 // 8
+    fastest = min(2.0, math.floor(10 * room / (args.frames - 1)) / 10)
+    free = make_moving_images(args.free_train + args.free_test, args.frames, args.size, speeds=(1.0, fastest),
+                              bounce=False, random_state=1)
+    free_train, free_test = slice(0, args.free_train), slice(args.free_train, None)
     common = dict(max_epochs=args.epochs, random_state=0)
     video = {name: (lambda make=make: make(common)) for name, make in VIDEO_DEFAULTS.items()}
+    # Ablation: the order head on globally pooled frames (the first version), and a longer fit.
+    video["FrameOrderSSL (grid=1)"] = lambda: VIDEO_DEFAULTS["FrameOrderSSL"](dict(common, grid=1))
+    video[f"FrameOrderSSL ({3 * args.epochs} epochs)"] = lambda: VIDEO_DEFAULTS["FrameOrderSSL"](
+        dict(common, max_epochs=3 * args.epochs))
     # Ablation: CPC's negatives before they included the clip's own other steps.
     video["PredictiveCodingSSL (negatives=clips)"] = lambda: VIDEO_DEFAULTS["PredictiveCodingSSL"](
         dict(common, negatives="clips"))
@@ -108,7 +132,11 @@ def main():
         "setup": (f"make_moving_images(digits): {args.train} training and {args.test} held-out clips of "
                   f"{args.frames} frames, {args.size}x{args.size} px; small CNN width {args.width}; "
                   f"{args.epochs} epochs, default batch sizes; probes on mean+diff pooled embeddings; "
-                  f"chance: direction 0.125, class 0.1, frame order 0.5, next-latent retrieval 1/64"),
+                  f"chance: direction 0.125, class 0.1, frame order 0.5, next-latent retrieval 1/64; bounce-free "
+                  f"probe set: make_moving_images(bounce=False, speeds=(1.0, {fastest}), random_state=1), "
+                  f"{args.free_train} probe-training and {args.free_test} held-out clips"),
+        "run": (" ".join(["python", *sys.argv]) + ": one process, the methods one after the other; load: the "
+                "1-minute load average when the row was written (other engineers' jobs share the 2 cores)"),
         "rows": [],
         "clips without a bounce": f"{int((~data.bounced[train]).sum())} training, {int((~data.bounced[test]).sum())} "
                                   "held-out",
@@ -134,7 +162,7 @@ def main():
             model = video[name]().set_params(backbone=backbone(args.width)).fit(clips[train])
             fit_s = time.perf_counter() - start
             frames_of = model.transform_frames
-            row["clips_per_s"] = round(args.train * args.epochs / fit_s, 1)
+            row["clips_per_s"] = round(args.train * model.max_epochs / fit_s, 1)
             if hasattr(model, "pretext_score"):
                 row["pretext_held_out"] = round(model.pretext_score(clips[test]), 3)
         Z_train, Z_test = pool(frames_of(clips[train])), pool(frames_of(clips[test]))
@@ -142,10 +170,14 @@ def main():
         clean_train, clean_test = ~data.bounced[train], ~data.bounced[test]
         row["direction_no_bounce"] = probe(Z_train[clean_train], data.direction[train][clean_train],
                                            Z_test[clean_test], data.direction[test][clean_test])
-        if name == "FrameOrderSSL":
+        if name.startswith("FrameOrderSSL"):
             row["pretext_no_bounce"] = round(model.pretext_score(clips[test][clean_test]), 3)
+            row["pretext_bounce_free"] = round(model.pretext_score(free.clips[free_test]), 3)
+        F_train, F_test = pool(frames_of(free.clips[free_train])), pool(frames_of(free.clips[free_test]))
+        row["direction_bounce_free"] = probe(F_train, free.direction[free_train], F_test, free.direction[free_test])
         row["class"] = probe(Z_train, data.target[train], Z_test, data.target[test])
         row["fit_s"] = round(fit_s, 1)
+        row["load"] = round(os.getloadavg()[0], 1)
         result["rows"].append(row)
         print(row, flush=True)
         os.makedirs(RESULTS, exist_ok=True)

@@ -4,6 +4,7 @@ from numbers import Integral
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
@@ -96,6 +97,36 @@ class VideoSSL(BaseSSL):
         if frames.device.type == "cuda":
             frames = frames.contiguous(memory_format=torch.channels_last)
         return self._encode(frames, stage).unflatten(0, clips.shape[:2])
+
+    def _encode_grid(self, clips, grid):
+        """Every frame's last feature map average-pooled to ``grid x grid`` cells and flattened: ``(b, t, d)``.
+
+        Global pooling keeps what is in a frame but not where; a head that
+        must compare positions (frame order on moving objects) reads this
+        instead. Tokens ``(n, l, d)`` (a ViT's) are pooled in their raster
+        order into ``grid**2`` runs (a leading class token joins the first);
+        a backbone that gives vectors has no layout to keep and gives them.
+        """
+        frames = clips.flatten(0, 1)
+        if frames.device.type == "cuda":
+            frames = frames.contiguous(memory_format=torch.channels_last)
+        maps = self.backbone_.feature_maps(self._standardize(frames), -1)
+        if maps.ndim == 4:
+            maps = F.adaptive_avg_pool2d(maps, grid)
+        elif maps.ndim == 3:
+            maps = F.adaptive_avg_pool1d(maps.transpose(1, 2), grid * grid)
+        return maps.flatten(1).unflatten(0, clips.shape[:2])
+
+    def _grid_dim(self, backbone, grid):
+        """Width of one frame's :meth:`_encode_grid` features, from a dummy pass through ``backbone``."""
+        was_training = backbone.training
+        backbone.eval()
+        c, (h, w) = self.image_shape_[2], self._working_size()
+        with torch.no_grad():
+            maps = backbone.feature_maps(torch.zeros(2, c, h, w), -1)
+        backbone.train(was_training)
+        cells = grid * grid if maps.ndim in (3, 4) else 1
+        return int(maps.shape[-1] if maps.ndim == 3 else maps.shape[1]) * cells
 
     def _pool(self, z):
         mean = z.mean(1)

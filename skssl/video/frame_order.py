@@ -6,6 +6,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from sklearn.utils._param_validation import Interval
+from torch import nn
 
 from ..heads import mlp
 from ._base import VideoSSL
@@ -19,15 +20,24 @@ class FrameOrderSSL(VideoSSL):
     with probability proportional to the window's frame-difference energy,
     as the paper samples high-motion windows), four frames ``a < b < c < d``
     are drawn. The tuple ``(a, b, c)`` is in order; ``(b, a, d)`` and
-    ``(d, a, b)`` are not. A shared backbone embeds each frame, the three
-    features are concatenated and a binary classifier says "in order" or
-    "shuffled". Every clip of a batch gives one ordered tuple and one
-    shuffled tuple (either kind, at random), so the classes are balanced.
+    ``(d, a, b)`` are not. A shared backbone embeds each frame, keeping a
+    coarse spatial layout (``grid``) as the paper's trunk keeps it up to
+    fc7, the three features are concatenated and a binary classifier says
+    "in order" or "shuffled". Every clip of a batch gives one ordered tuple
+    and one shuffled tuple (either kind, at random), so the classes are
+    balanced.
 
     Parameters
     ----------
     n_frames : int, default=8
         Window the four frames are drawn from (at ``frame_stride``).
+    grid : int, default=4
+        The order head sees each frame's last backbone feature map
+        average-pooled to ``grid x grid`` cells, so it can compare *where*
+        things are, as the paper's AlexNet trunk keeps spatial layout up to
+        fc7; a shared per-frame layer ("fc7") reduces them before the three
+        frames are concatenated. ``1`` is global pooling, which keeps no
+        position. ``transform`` still returns globally pooled features.
     {video_parameters}
     {common_parameters}
 
@@ -46,12 +56,22 @@ class FrameOrderSSL(VideoSSL):
     (64, 128)
     """
 
-    _params = {"n_frames": 8, "max_epochs": 20, "batch_size": 64}
-    _parameter_constraints = {**VideoSSL._parameter_constraints, "n_frames": [Interval(Integral, 4, None, closed="left")]}
+    _params = {"n_frames": 8, "grid": 4, "max_epochs": 20, "batch_size": 64}
+    _parameter_constraints = {**VideoSSL._parameter_constraints,
+                              "n_frames": [Interval(Integral, 4, None, closed="left")],
+                              "grid": [Interval(Integral, 1, None, closed="left")]}
     _pretext_score_is_accuracy = True
 
     def _build_heads(self, feature_dim):
         return {"order_head": mlp(3 * feature_dim, feature_dim, 1)}
+
+    def _build_networks(self):
+        super()._build_networks()
+        # The per-frame layer is sized by the backbone's feature map, which exists only now.
+        grid_dim = self._grid_dim(self.networks_["backbone"], self.grid)
+        width = self.networks_["order_head"][0].in_features // 3
+        self.networks_["frame_head"] = nn.Sequential(
+            nn.Linear(grid_dim, width, bias=False), nn.BatchNorm1d(width), nn.ReLU(inplace=True))
 
     def _tuples(self, clips):
         """An ordered and a shuffled tuple per clip: frames ``(2b, 3, c, h, w)`` and labels ``(2b,)``."""
@@ -71,7 +91,8 @@ class FrameOrderSSL(VideoSSL):
         return self._take(clips.repeat(2, 1, 1, 1, 1), index), labels
 
     def _order_logits(self, triplets):
-        z = self._encode_frames(triplets)  # (2b, 3, d)
+        z = self._encode_grid(triplets, self.grid)  # (2b, 3, d grid**2)
+        z = self.networks_["frame_head"](z.flatten(0, 1)).unflatten(0, z.shape[:2])
         return self.networks_["order_head"](z.flatten(1)).squeeze(1)
 
     def _loss(self, x):
