@@ -90,12 +90,12 @@ or nn.Module, default="auto"
         and how many ``batches`` of that epoch were done. With
         ``checkpoint_dir``, the state at the stop is saved and a later ``fit``
         continues from there with the epochs that remain (and a new budget).
-    batch_size : int, default=256
+    batch_size : int
         Images per optimisation step (and per ``transform`` batch).
     lr : float
         Peak learning rate, reached after a linear warm-up over the first 10%
         of the steps and followed by a cosine decay to zero.
-    weight_decay : float, default=1e-4
+    weight_decay : float
         Decoupled weight decay on weights (not on biases or norm layers).
     optimizer : {"adamw", "adam", "sgd"} or torch.optim.Optimizer subclass, default="adamw"
         ``"sgd"`` uses Nesterov momentum 0.9.

@@ -96,6 +96,29 @@ def test_public_names_cover_every_estimator_and_all_of_skssl():
             if inspect.isclass(getattr(skssl, name)) or inspect.isfunction(getattr(skssl, name))} <= listed
 
 
+def _documented_defaults(cls):
+    """``{name: value}`` of every Parameters entry whose ``default=`` is a Python literal."""
+    import ast
+    import re
+
+    found = {}
+    for name, text in re.findall(r"^    (\w+) : .*?default=(.+)$", cls.__doc__ or "", re.M):
+        try:
+            found[name] = ast.literal_eval(text.strip())
+        except (ValueError, SyntaxError):
+            pass
+    return found
+
+
+@pytest.mark.parametrize("cls", skssl.ESTIMATORS, ids=lambda cls: cls.__name__)
+def test_documented_defaults_are_the_estimators_defaults(cls):
+    # Shared descriptions get each method's own default (a method's batch_size or weight_decay is not BaseSSL's).
+    params = cls().get_params()
+    wrong = {name: (value, params[name]) for name, value in _documented_defaults(cls).items()
+             if name in params and not isinstance(params[name], type) and value != params[name]}
+    assert not wrong, f"{cls.__name__}: documented default != actual: {wrong}"
+
+
 def _modules_with_examples():
     found = []
     for info in pkgutil.walk_packages(skssl.__path__, "skssl."):
