@@ -146,7 +146,7 @@ def paired(seeds, weights, n_train, n_test, epochs, batch_size, domain_loss):
                          "discriminator_accuracy": round(est.domain_score(X_domain, synthetic=fake), 4),
                          "domain_separability": round(float(separability), 4)})
             print(rows[-1], flush=True)
-    return {"config": {"seeds": seeds, "weights": weights, "n_train": n_train, "n_test": n_test, "epochs": epochs,
+    return {"machine": machine(), "torch": torch.__version__, "config": {"seeds": seeds, "weights": weights, "n_train": n_train, "n_test": n_test, "epochs": epochs,
                        "batch_size": batch_size, "domain_loss": domain_loss, "machine": machine()},
             "rows": rows, "summary": paired_summary(rows, weights)}
 
