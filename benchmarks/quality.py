@@ -21,6 +21,8 @@ with the value of results/before/<same file> next to it.
 
     python benchmarks/quality.py digits
     python benchmarks/quality.py fashion --n-train 4000 --epochs 3 --threads 1     # the quick table
+    python benchmarks/quality.py fashion --n-train 4000 --epochs 3 --threads 1 --methods DINO \
+        --params '{"batch_size": 64, "lr": 0.000125}' --out quality_fashion_vit   # a variant beside the default row
     python benchmarks/quality.py fashion --n-train 60000 --epochs 1 --minutes 3 --out quality_fashion_full
 """
 
@@ -48,7 +50,7 @@ def methods(names):
     return baselines + [(cls.__name__, cls) for cls in chosen]
 
 
-def run(dataset, names, n_train, epochs, device, save, minutes=None, previous=None):
+def run(dataset, names, n_train, epochs, device, save, minutes=None, previous=None, extra=None):
     if dataset == "digits":
         X, y = skssl.load_digits_images(return_X_y=True)
         X_test = y_test = None
@@ -79,7 +81,9 @@ def run(dataset, names, n_train, epochs, device, save, minutes=None, previous=No
         "rows": rows,
     }
     # With --methods, those methods' rows are replaced; the other rows (baselines included) are kept.
-    kept = [r for r in (previous or {}).get("rows", []) if names and r["method"] not in names]
+    # Non-default parameters name their rows, so a default row and a variant can stand side by side.
+    suffix = f" ({', '.join(f'{k}={v!r}' for k, v in extra.items())})" if extra else ""
+    kept = [r for r in (previous or {}).get("rows", []) if names and r["method"] not in {n + suffix for n in names}]
     done = {r["method"] for r in kept}
 
     def record(row):  # written after every method, so a long run that stops keeps its rows
@@ -94,9 +98,11 @@ def run(dataset, names, n_train, epochs, device, save, minutes=None, previous=No
     if "raw pixels" not in done:
         record({"method": "raw pixels", "seconds": 0.0, **score(None)})
     for name, cls in methods(names):
+        variant = bool(extra and names and name in names)
+        name += suffix if variant else ""
         if name in done:  # a baseline kept from the previous run
             continue
-        params = dict(random_state=0, device=device)
+        params = dict(random_state=0, device=device, **(extra if variant else {}))
         if dataset == "fashion":
             params["max_epochs"] = epochs
         if minutes:  # the training-time budget: the fit stops there and keeps what it learned
@@ -124,6 +130,7 @@ def main():
     parser.add_argument("--device", default="auto")
     parser.add_argument("--minutes", type=float, help="training-time budget per method (fashion)")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's, i.e. the machine's cores)")
+    parser.add_argument("--params", help="extra parameters (JSON) of the --methods; their rows are named with them")
     parser.add_argument("--out", help="result file name without .json (default quality_<dataset>)")
     args = parser.parse_args()
     if args.threads:
@@ -136,7 +143,8 @@ def main():
         with open(path, "w") as f:
             json.dump(result, f, indent=1)
 
-    run(args.dataset, args.methods, args.n_train, args.epochs, args.device, save, args.minutes, previous)
+    run(args.dataset, args.methods, args.n_train, args.epochs, args.device, save, args.minutes, previous,
+        json.loads(args.params) if args.params else None)
     print("wrote", path)
 
 
