@@ -54,6 +54,10 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from scipy.stats import spearmanr  # noqa: E402
+from sklearn.linear_model import LogisticRegression  # noqa: E402
+from sklearn.model_selection import cross_val_score  # noqa: E402
+from sklearn.pipeline import make_pipeline  # noqa: E402
+from sklearn.preprocessing import StandardScaler  # noqa: E402
 
 import skssl  # noqa: E402
 from skssl.baselines import RandomInit  # noqa: E402
@@ -120,11 +124,6 @@ def fashion(weights, n_train, n_test, epochs, batch_size, random_state, domain_l
 
 
 def paired(seeds, weights, n_train, n_test, epochs, batch_size, domain_loss):
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import cross_val_score
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
     X_all, y_all = skssl.load_fashion_mnist(subset="train", return_X_y=True)
     X_test, y_test = skssl.load_fashion_mnist(subset="test", return_X_y=True)
     X_test, y_test, X_domain = X_test[:n_test], y_test[:n_test], X_test[n_test:n_test + 1000]
@@ -146,9 +145,10 @@ def paired(seeds, weights, n_train, n_test, epochs, batch_size, domain_loss):
                          "discriminator_accuracy": round(est.domain_score(X_domain, synthetic=fake), 4),
                          "domain_separability": round(float(separability), 4)})
             print(rows[-1], flush=True)
-    return {"machine": machine(), "torch": torch.__version__, "config": {"seeds": seeds, "weights": weights, "n_train": n_train, "n_test": n_test, "epochs": epochs,
-                       "batch_size": batch_size, "domain_loss": domain_loss, "machine": machine()},
-            "rows": rows, "summary": paired_summary(rows, weights)}
+    config = {"seeds": seeds, "weights": weights, "n_train": n_train, "n_test": n_test, "epochs": epochs,
+              "batch_size": batch_size, "domain_loss": domain_loss, "machine": machine()}
+    return {"machine": machine(), "torch": torch.__version__, "config": config, "rows": rows,
+            "summary": paired_summary(rows, weights)}
 
 
 def paired_summary(rows, weights):
